@@ -1,0 +1,366 @@
+//! The client: a REPL that sends queries to one servent and collects the answers that
+//! servents send back on connections of their own.
+//!
+//! [`command`] and [`window`] are pure; [`Client`] does the I/O: a reply listener driven
+//! by `mio`, so answers arriving together from many servents are all read, and the
+//! link to the servent.
+
+pub mod command;
+pub mod window;
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, BufRead, Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::protocol::{self, Frame, Text};
+pub use command::Command;
+pub use window::{AnswerWindow, Verdict};
+
+/// How long the client waits for answers by default (PROTOCOL.md: 4 s after the command
+/// or after the last answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
+
+const LISTENER: Token = Token(0);
+
+/// Why the client stopped or could not start.
+#[derive(Debug)]
+pub enum ClientError {
+    Listen {
+        port: u16,
+        source: io::Error,
+    },
+    Connect {
+        addr: SocketAddrV4,
+        source: io::Error,
+    },
+    ServentClosed(SocketAddrV4),
+    Io(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Listen { port, source } => {
+                write!(f, "cannot open the reply listener on port {port}: {source}")
+            }
+            ClientError::Connect { addr, source } => {
+                write!(f, "cannot connect to servent {addr}: {source}")
+            }
+            ClientError::ServentClosed(addr) => write!(f, "servent {addr} closed the connection"),
+            ClientError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> ClientError {
+        ClientError::Io(e)
+    }
+}
+
+/// A starting sequence number that a restarted client is unlikely to repeat.
+pub fn random_seq() -> u32 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish() as u32
+}
+
+/// One reply connection being read.
+struct Reply {
+    stream: mio::net::TcpStream,
+    peer: SocketAddr,
+    buf: Vec<u8>,
+}
+
+/// A connected client.
+pub struct Client {
+    servent: TcpStream,
+    servent_addr: SocketAddrV4,
+    poll: Poll,
+    listener: TcpListener,
+    reply_port: u16,
+    replies: HashMap<Token, Reply>,
+    next_token: usize,
+    next_seq: u32,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Opens the reply listener on all interfaces (`reply_port` 0: any free port),
+    /// connects to the servent and introduces itself with ID.
+    pub fn connect(
+        servent_addr: SocketAddrV4,
+        reply_port: u16,
+        timeout: Duration,
+        first_seq: u32,
+    ) -> Result<Client, ClientError> {
+        let listen_error = |source| ClientError::Listen {
+            port: reply_port,
+            source,
+        };
+        let std_listener =
+            std::net::TcpListener::bind(("0.0.0.0", reply_port)).map_err(listen_error)?;
+        std_listener.set_nonblocking(true).map_err(listen_error)?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let reply_port = listener.local_addr()?.port();
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+
+        let connect_error = |source| ClientError::Connect {
+            addr: servent_addr,
+            source,
+        };
+        let mut servent =
+            TcpStream::connect_timeout(&SocketAddr::V4(servent_addr), Duration::from_secs(5))
+                .map_err(connect_error)?;
+        servent.set_nodelay(true).map_err(connect_error)?;
+        servent
+            .write_all(&Frame::Id { port: reply_port }.to_bytes())
+            .map_err(connect_error)?;
+        Ok(Client {
+            servent,
+            servent_addr,
+            poll,
+            listener,
+            reply_port,
+            replies: HashMap::new(),
+            next_token: 1,
+            next_seq: first_seq,
+            timeout,
+        })
+    }
+
+    pub fn reply_port(&self) -> u16 {
+        self.reply_port
+    }
+
+    /// Reads commands until `Q` or end of input. Answers go to `out` as
+    /// `VALUE IP:PORT`; warnings and errors to `err`. With `prompt`, a prompt is shown
+    /// before each command (for terminals).
+    pub fn run(
+        &mut self,
+        mut input: impl BufRead,
+        out: &mut impl Write,
+        err: &mut impl Write,
+        prompt: bool,
+    ) -> Result<(), ClientError> {
+        let mut line = Vec::new();
+        loop {
+            if prompt {
+                write!(out, "> ")?;
+                out.flush()?;
+            }
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            let request = match command::parse(&String::from_utf8_lossy(&line)) {
+                Command::Quit => return Ok(()),
+                Command::Nothing => continue,
+                Command::Unknown(why) => {
+                    writeln!(err, "{why}")?;
+                    continue;
+                }
+                Command::Lookup(key) => Request::Key(key),
+                Command::Topology => Request::Topology,
+            };
+            let seq = self.send(request)?;
+            self.collect_answers(seq, out, err)?;
+        }
+    }
+
+    /// Sends one request with a fresh sequence number.
+    fn send(&mut self, request: Request) -> Result<u32, ClientError> {
+        self.check_servent_alive()?;
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let frame = match request {
+            Request::Key(key) => Frame::KeyReq { seq, key },
+            Request::Topology => Frame::TopoReq { seq },
+        };
+        self.servent
+            .write_all(&frame.to_bytes())
+            .map_err(|_| ClientError::ServentClosed(self.servent_addr))?;
+        Ok(seq)
+    }
+
+    /// A servent never writes to its clients, so readable means it has gone.
+    fn check_servent_alive(&mut self) -> Result<(), ClientError> {
+        self.servent.set_nonblocking(true)?;
+        let mut probe = [0u8; 512];
+        let state = loop {
+            match self.servent.read(&mut probe) {
+                Ok(0) => break Err(ClientError::ServentClosed(self.servent_addr)),
+                Ok(_) => continue, // not in the protocol: ignore it
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break Err(ClientError::ServentClosed(self.servent_addr)),
+            }
+        };
+        self.servent.set_nonblocking(false)?;
+        state
+    }
+
+    /// Waits out the answer window for `seq`, printing what arrives.
+    fn collect_answers(
+        &mut self,
+        seq: u32,
+        out: &mut impl Write,
+        err: &mut impl Write,
+    ) -> Result<(), ClientError> {
+        let mut window = AnswerWindow::open(seq, self.timeout, Instant::now());
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            if window.is_over(now) {
+                break;
+            }
+            match self.poll.poll(
+                &mut events,
+                Some(window.deadline().saturating_duration_since(now)),
+            ) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for event in events.iter() {
+                let tokens = if event.token() == LISTENER {
+                    self.accept_replies(err)?
+                } else {
+                    vec![event.token()]
+                };
+                for token in tokens {
+                    if let Some(message) = self.read_reply(token) {
+                        report(message, &mut window, out, err)?;
+                    }
+                }
+            }
+        }
+        if window.answers() == 0 {
+            writeln!(err, "no answer received")?;
+        }
+        Ok(())
+    }
+
+    /// Accepts every waiting reply connection. Returns their tokens, to be read at once:
+    /// their data may have arrived before they were registered.
+    fn accept_replies(&mut self, err: &mut impl Write) -> Result<Vec<Token>, ClientError> {
+        let mut accepted = Vec::new();
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    self.poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)?;
+                    self.replies.insert(
+                        token,
+                        Reply {
+                            stream,
+                            peer,
+                            buf: Vec::new(),
+                        },
+                    );
+                    accepted.push(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(accepted),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    writeln!(err, "accepting a reply failed: {e}")?;
+                    return Ok(accepted);
+                }
+            }
+        }
+    }
+
+    /// Reads a reply connection. Once it holds a whole frame, or cannot, the connection
+    /// is closed and what it brought is returned.
+    fn read_reply(&mut self, token: Token) -> Option<Message> {
+        let reply = self.replies.get_mut(&token)?;
+        let mut chunk = [0u8; 1024];
+        let outcome = loop {
+            match protocol::decode(&reply.buf) {
+                Ok(Some((frame, _))) => break Some(Ok(frame)),
+                Err(e) => break Some(Err(format!("not a frame ({e})"))),
+                Ok(None) => {}
+            }
+            match reply.stream.read(&mut chunk) {
+                Ok(0) if reply.buf.is_empty() => {
+                    break Some(Err("closed without a message".into()))
+                }
+                Ok(0) => {
+                    break Some(Err(format!(
+                        "closed after {} bytes, mid-frame",
+                        reply.buf.len()
+                    )))
+                }
+                Ok(n) => reply.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(Err(e.to_string())),
+            }
+        };
+        let outcome = outcome?;
+        let mut reply = self.replies.remove(&token)?;
+        let _ = self.poll.registry().deregister(&mut reply.stream);
+        Some(Message {
+            from: reply.peer,
+            content: outcome,
+        })
+    }
+}
+
+enum Request {
+    Key(Text),
+    Topology,
+}
+
+/// What one reply connection brought.
+struct Message {
+    from: SocketAddr,
+    content: Result<Frame, String>,
+}
+
+fn report(
+    message: Message,
+    window: &mut AnswerWindow,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<()> {
+    let from = message.from;
+    match message.content {
+        Ok(Frame::Resp { seq, value }) => match window.on_response(seq, Instant::now()) {
+            Verdict::Answer => {
+                writeln!(out, "{value} {from}")?;
+                out.flush()
+            }
+            Verdict::WrongSeq => writeln!(
+                err,
+                "unexpected message from {from}: RESP for seq {seq}, expected {}",
+                window.seq()
+            ),
+        },
+        Ok(other) => writeln!(
+            err,
+            "unexpected message from {from}: {} instead of RESP",
+            other.name()
+        ),
+        Err(why) => writeln!(err, "unexpected message from {from}: {why}"),
+    }
+}

@@ -1,0 +1,19 @@
+//! A peer-to-peer key-value lookup network by reliable flooding.
+//!
+//! `servent` nodes each hold a key-value file and find keys for each other by flooding
+//! queries over permanent TCP links; a `client` asks one servent, and every servent that
+//! holds the key answers the client directly on a new connection. The wire format is
+//! `PROTOCOL.md` (UFMG DCC023 TP3, 2019), byte for byte.
+//!
+//! - [`protocol`]: frames, encoding, the incremental decoder. Pure.
+//! - [`store`]: the key-value file. Pure.
+//! - [`servent`]: the flooding state machine and its seen cache. Pure: links and frames
+//!   in, [`servent::Action`]s out, time as a parameter.
+//! - [`net`]: the `mio` loop that drives a servent over real sockets.
+//! - [`client`]: REPL commands and the answer window (pure), and the client's I/O.
+
+pub mod client;
+pub mod net;
+pub mod protocol;
+pub mod servent;
+pub mod store;

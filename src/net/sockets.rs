@@ -1,0 +1,104 @@
+//! Socket set-up that `std` and `mio` cannot express: a listener whose port answer
+//! connections may share, and non-blocking outgoing connects from a chosen port.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+
+use mio::net::{TcpListener, TcpStream};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Why the listener could not be opened.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddrV4,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.source.kind() == io::ErrorKind::AddrInUse {
+            write!(
+                f,
+                "cannot listen on {}: the port is already in use",
+                self.addr
+            )
+        } else {
+            write!(f, "cannot listen on {}: {}", self.addr, self.source)
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Opens the servent's listener.
+///
+/// The bind happens *without* `SO_REUSEPORT`, so a port that anyone already holds is
+/// refused here, at start-up, with a clear error. Only then is `SO_REUSEPORT` switched
+/// on, which lets answer connections bind their source to this same port (so a client
+/// sees which servent answered) while a second servent on the port still fails.
+pub fn listen(addr: SocketAddrV4) -> Result<TcpListener, BindError> {
+    let fail = |source| BindError { addr, source };
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&SocketAddr::V4(addr).into()).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    socket.listen(1024).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Starts a non-blocking connect to `to`. With `source_port`, the connection leaves
+/// from that port of ours (shared with our listener through `SO_REUSEPORT`).
+///
+/// The connect is only begun: the caller waits for writability and then confirms it.
+pub fn connect_from(to: SocketAddrV4, source_port: Option<u16>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_nodelay(true)?;
+    if let Some(port) = source_port {
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    }
+    match socket.connect(&SocketAddr::V4(to).into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still
+/// in progress (a spurious wake-up), `Err` failed.
+pub fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Resolves `host:port` to an IPv4 address with a non-zero port (the wire format has
+/// no room for IPv6). The error is one line naming the text.
+pub fn resolve_v4(text: &str) -> Result<SocketAddrV4, String> {
+    let bad = |why: &str| format!("bad address {text:?}: {why}");
+    if !text.contains(':') {
+        return Err(bad("expected ip:port"));
+    }
+    let addrs = text.to_socket_addrs().map_err(|e| bad(&e.to_string()))?;
+    addrs
+        .filter_map(|a| match a {
+            SocketAddr::V4(v4) => Some(v4),
+            SocketAddr::V6(_) => None,
+        })
+        .find(|a| a.port() != 0)
+        .ok_or_else(|| bad("no IPv4 address with a non-zero port"))
+}

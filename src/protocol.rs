@@ -1,0 +1,382 @@
+//! The wire format of `PROTOCOL.md`: frames, their encoding, and an incremental decoder.
+//!
+//! There is no outer length on the wire: each type has a fixed header and, for the types
+//! that carry text, a `len` field giving the rest. So the decoder must reject an unknown
+//! type or a `len` over [`MAX_TEXT`] from the header alone — such a stream cannot be
+//! resynchronised and the connection has to be closed.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// The longest key, value or topology text a frame may carry, in bytes.
+pub const MAX_TEXT: usize = 400;
+
+/// The longest encoded frame: a flood header plus the longest text.
+pub const MAX_FRAME: usize = FLOOD_HEADER + MAX_TEXT;
+
+/// The TTL a servent gives a query it floods first (the seed: at most 4 retransmissions).
+pub const INITIAL_TTL: u16 = 3;
+
+const TYPE_ID: u16 = 4;
+const TYPE_KEYREQ: u16 = 5;
+const TYPE_TOPOREQ: u16 = 6;
+const TYPE_KEYFLOOD: u16 = 7;
+const TYPE_TOPOFLOOD: u16 = 8;
+const TYPE_RESP: u16 = 9;
+
+const ID_SIZE: usize = 4;
+const TOPOREQ_SIZE: usize = 6;
+const KEYREQ_HEADER: usize = 8;
+const RESP_HEADER: usize = 8;
+const FLOOD_HEADER: usize = 16;
+
+/// A key, value or topology string: at most [`MAX_TEXT`] bytes, not necessarily UTF-8.
+///
+/// The length limit is checked when a `Text` is made, so encoding can never fail.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Text(Vec<u8>);
+
+/// A text longer than [`MAX_TEXT`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextTooLong {
+    pub len: usize,
+}
+
+impl fmt::Display for TextTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes, over the limit of {MAX_TEXT}", self.len)
+    }
+}
+
+impl std::error::Error for TextTooLong {}
+
+impl Text {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Text, TextTooLong> {
+        let bytes = bytes.into();
+        if bytes.len() > MAX_TEXT {
+            return Err(TextTooLong { len: bytes.len() });
+        }
+        Ok(Text(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text for people: invalid UTF-8 is shown lossily, never refused.
+    pub fn to_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
+impl TryFrom<&str> for Text {
+    type Error = TextTooLong;
+    fn try_from(s: &str) -> Result<Text, TextTooLong> {
+        Text::new(s.as_bytes())
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_lossy())
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_lossy())
+    }
+}
+
+/// A query travelling between servents: KEYFLOOD or TOPOFLOOD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flood {
+    pub ttl: u16,
+    pub seq: u32,
+    /// The client's reply address: where answers go.
+    pub client: SocketAddrV4,
+    /// The key (KEYFLOOD) or the topology collected so far (TOPOFLOOD).
+    pub text: Text,
+}
+
+/// One message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame on every connection to a servent: port 0 for a servent, else the
+    /// client's reply-listener port.
+    Id {
+        port: u16,
+    },
+    KeyReq {
+        seq: u32,
+        key: Text,
+    },
+    TopoReq {
+        seq: u32,
+    },
+    KeyFlood(Flood),
+    TopoFlood(Flood),
+    Resp {
+        seq: u32,
+        value: Text,
+    },
+}
+
+impl Frame {
+    /// The protocol's name for this frame's type, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Id { .. } => "ID",
+            Frame::KeyReq { .. } => "KEYREQ",
+            Frame::TopoReq { .. } => "TOPOREQ",
+            Frame::KeyFlood(_) => "KEYFLOOD",
+            Frame::TopoFlood(_) => "TOPOFLOOD",
+            Frame::Resp { .. } => "RESP",
+        }
+    }
+
+    /// The number of bytes [`Frame::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Frame::Id { .. } => ID_SIZE,
+            Frame::KeyReq { key, .. } => KEYREQ_HEADER + key.len(),
+            Frame::TopoReq { .. } => TOPOREQ_SIZE,
+            Frame::KeyFlood(f) | Frame::TopoFlood(f) => FLOOD_HEADER + f.text.len(),
+            Frame::Resp { value, .. } => RESP_HEADER + value.len(),
+        }
+    }
+
+    /// Appends this frame's wire bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        match self {
+            Frame::Id { port } => {
+                out.extend_from_slice(&TYPE_ID.to_be_bytes());
+                out.extend_from_slice(&port.to_be_bytes());
+            }
+            Frame::KeyReq { seq, key } => {
+                out.extend_from_slice(&TYPE_KEYREQ.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
+                put_text(out, key);
+            }
+            Frame::TopoReq { seq } => {
+                out.extend_from_slice(&TYPE_TOPOREQ.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
+            }
+            Frame::KeyFlood(flood) => encode_flood(TYPE_KEYFLOOD, flood, out),
+            Frame::TopoFlood(flood) => encode_flood(TYPE_TOPOFLOOD, flood, out),
+            Frame::Resp { seq, value } => {
+                out.extend_from_slice(&TYPE_RESP.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
+                put_text(out, value);
+            }
+        }
+    }
+
+    /// This frame's wire bytes in a new buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode(&mut out);
+        out
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &Text) {
+    // A Text is at most MAX_TEXT bytes, so its length always fits the u16 field.
+    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn encode_flood(kind: u16, flood: &Flood, out: &mut Vec<u8>) {
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&flood.ttl.to_be_bytes());
+    out.extend_from_slice(&flood.seq.to_be_bytes());
+    out.extend_from_slice(&flood.client.ip().octets());
+    out.extend_from_slice(&flood.client.port().to_be_bytes());
+    put_text(out, &flood.text);
+}
+
+/// Why a byte stream is not a stream of frames. Either way the connection must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A type number the protocol does not have.
+    UnknownType(u16),
+    /// A `len` field over [`MAX_TEXT`].
+    TooLong { kind: u16, len: u16 },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::UnknownType(t) => write!(f, "unknown frame type {t}"),
+            DecodeError::TooLong { kind, len } => {
+                write!(
+                    f,
+                    "frame type {kind} says length {len}, over the limit of {MAX_TEXT}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn be_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Decodes the first frame in `buf`.
+///
+/// `Ok(Some((frame, used)))`: a whole frame, `used` bytes long. `Ok(None)`: `buf` holds
+/// only the start of a valid frame; nothing is consumed, call again with more bytes.
+/// `Err`: the stream is corrupt, as shown by the header alone, however little of the
+/// body has arrived.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let kind = be_u16(buf, 0);
+    let header = match kind {
+        TYPE_ID => ID_SIZE,
+        TYPE_TOPOREQ => TOPOREQ_SIZE,
+        TYPE_KEYREQ => KEYREQ_HEADER,
+        TYPE_RESP => RESP_HEADER,
+        TYPE_KEYFLOOD | TYPE_TOPOFLOOD => FLOOD_HEADER,
+        other => return Err(DecodeError::UnknownType(other)),
+    };
+    if buf.len() < header {
+        return Ok(None);
+    }
+    // Text-carrying frames end their header with `len: u16`.
+    let text_len = match kind {
+        TYPE_ID | TYPE_TOPOREQ => 0,
+        _ => {
+            let len = be_u16(buf, header - 2);
+            if usize::from(len) > MAX_TEXT {
+                return Err(DecodeError::TooLong { kind, len });
+            }
+            usize::from(len)
+        }
+    };
+    let total = header + text_len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let text = || Text(buf[header..total].to_vec());
+    let frame = match kind {
+        TYPE_ID => Frame::Id {
+            port: be_u16(buf, 2),
+        },
+        TYPE_TOPOREQ => Frame::TopoReq {
+            seq: be_u32(buf, 2),
+        },
+        TYPE_KEYREQ => Frame::KeyReq {
+            seq: be_u32(buf, 2),
+            key: text(),
+        },
+        TYPE_RESP => Frame::Resp {
+            seq: be_u32(buf, 2),
+            value: text(),
+        },
+        _ => {
+            let flood = Flood {
+                ttl: be_u16(buf, 2),
+                seq: be_u32(buf, 4),
+                client: SocketAddrV4::new(Ipv4Addr::from(be_u32(buf, 8)), be_u16(buf, 12)),
+                text: text(),
+            };
+            if kind == TYPE_KEYFLOOD {
+                Frame::KeyFlood(flood)
+            } else {
+                Frame::TopoFlood(flood)
+            }
+        }
+    };
+    Ok(Some((frame, total)))
+}
+
+/// Decodes every whole frame at the front of `buf`, returning them and the bytes used.
+///
+/// Stops at the first error, returning the frames before it alongside it, so a caller
+/// can act on the good frames a peer sent before its bad one.
+pub fn decode_all(buf: &[u8]) -> (Vec<Frame>, usize, Option<DecodeError>) {
+    let mut frames = Vec::new();
+    let mut used = 0;
+    loop {
+        match decode(&buf[used..]) {
+            Ok(Some((frame, n))) => {
+                frames.push(frame);
+                used += n;
+            }
+            Ok(None) => return (frames, used, None),
+            Err(e) => return (frames, used, Some(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Text {
+        Text::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn protocol_md_example_keyreq() {
+        let bytes = [0x00, 0x05, 0, 0, 0, 7, 0, 3, b'a', b'b', b'c'];
+        let (frame, used) = decode(&bytes).unwrap().unwrap();
+        assert_eq!(used, 11);
+        assert_eq!(
+            frame,
+            Frame::KeyReq {
+                seq: 7,
+                key: text("abc")
+            }
+        );
+        assert_eq!(frame.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn text_over_limit_is_refused() {
+        assert!(Text::new(vec![b'x'; MAX_TEXT]).is_ok());
+        assert_eq!(
+            Text::new(vec![b'x'; MAX_TEXT + 1]),
+            Err(TextTooLong { len: MAX_TEXT + 1 })
+        );
+    }
+
+    #[test]
+    fn header_errors_need_no_body() {
+        // KEYRESP with len 401: refused from the 8-byte header.
+        assert_eq!(
+            decode(&[0, 9, 0, 0, 0, 1, 0x01, 0x91]),
+            Err(DecodeError::TooLong { kind: 9, len: 401 })
+        );
+        // Unknown type from two bytes.
+        assert_eq!(decode(&[0, 0]), Err(DecodeError::UnknownType(0)));
+        assert_eq!(decode(&[0]), Ok(None));
+    }
+
+    #[test]
+    fn decode_all_keeps_frames_before_an_error() {
+        let mut buf = Frame::Id { port: 0 }.to_bytes();
+        buf.extend_from_slice(&[0xff, 0xff, 1, 2]);
+        let (frames, used, err) = decode_all(&buf);
+        assert_eq!(frames, vec![Frame::Id { port: 0 }]);
+        assert_eq!(used, 4);
+        assert_eq!(err, Some(DecodeError::UnknownType(0xffff)));
+    }
+}

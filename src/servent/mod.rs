@@ -1,0 +1,401 @@
+//! The servent's reliable-flooding state machine. No sockets and no clock in here.
+//!
+//! The network driver reports links coming and going and the frames they carry
+//! (`handle_*`, with `now` as a parameter); the servent decides and queues
+//! [`Action`]s, which the driver drains with [`Servent::poll_action`]. The same object
+//! runs unchanged inside the in-memory test network and the real `mio` loop.
+
+pub mod seen;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use crate::protocol::{Flood, Frame, Text, INITIAL_TTL};
+use crate::store::Store;
+pub use seen::{QueryId, SeenCache};
+
+/// Names one connection of the servent; the driver chooses them and never reuses one.
+pub type LinkId = u64;
+
+/// Who is at the other end of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepted, and no ID yet.
+    Unidentified,
+    /// A neighbour servent: we dialled it, or it sent ID(0).
+    Servent,
+    /// A client, whose answers go to `reply`.
+    Client { reply: SocketAddrV4 },
+}
+
+/// Which side opened a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// We dialled a neighbour named on our command line.
+    Outbound,
+    /// Someone connected to our listener.
+    Inbound,
+}
+
+/// What the servent asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send `frame` on every neighbour link except `except` (the one it came from).
+    Flood {
+        except: Option<LinkId>,
+        frame: Frame,
+    },
+    /// Open a new connection to a client's reply address, send `frame` (a RESP), close.
+    Answer { to: SocketAddrV4, frame: Frame },
+    /// Close a link whose peer broke the protocol.
+    Close { link: LinkId, reason: String },
+}
+
+/// Settings of a servent's behaviour.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a handled query is remembered. Far above any flood's lifetime.
+    pub seen_lifetime: Duration,
+    /// The most queries remembered at once; the oldest are forgotten first.
+    pub seen_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            seen_lifetime: Duration::from_secs(60),
+            seen_capacity: 1 << 20,
+        }
+    }
+}
+
+/// Running totals, for logs and the exit summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub requests: u64,
+    pub floods_in: u64,
+    pub floods_forwarded: u64,
+    pub answers: u64,
+    pub duplicates: u64,
+    pub protocol_errors: u64,
+}
+
+#[derive(Debug)]
+struct Link {
+    role: Role,
+    /// Our own address on this link, as the other side sees it: our `myip:myport`.
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+/// A servent: its store, its links, its seen set, and the actions it has decided on.
+#[derive(Debug)]
+pub struct Servent {
+    store: Store,
+    links: HashMap<LinkId, Link>,
+    /// Neighbour links in the order they came up: floods go out in that order.
+    neighbours: Vec<LinkId>,
+    seen: SeenCache,
+    /// The port this servent listens on, which its topology entries name.
+    listen_port: u16,
+    actions: VecDeque<Action>,
+    counters: Counters,
+}
+
+impl Servent {
+    pub fn new(store: Store, listen_port: u16, config: Config) -> Servent {
+        Servent {
+            store,
+            links: HashMap::new(),
+            neighbours: Vec::new(),
+            seen: SeenCache::new(config.seen_lifetime, config.seen_capacity),
+            listen_port,
+            actions: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// A connection is up. Outbound links are neighbours at once; inbound ones must
+    /// first say what they are with ID.
+    pub fn handle_link_up(
+        &mut self,
+        link: LinkId,
+        direction: Direction,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) {
+        let role = match direction {
+            Direction::Outbound => {
+                self.neighbours.push(link);
+                info!("link {link}: connected to neighbour {peer}");
+                Role::Servent
+            }
+            Direction::Inbound => {
+                debug!("link {link}: accepted from {peer}");
+                Role::Unidentified
+            }
+        };
+        self.links.insert(link, Link { role, local, peer });
+    }
+
+    /// A connection is gone, for whatever reason.
+    pub fn handle_link_down(&mut self, link: LinkId) {
+        if let Some(gone) = self.links.remove(&link) {
+            if gone.role == Role::Servent {
+                self.neighbours.retain(|&n| n != link);
+                info!("link {link}: neighbour {} gone", gone.peer);
+            } else {
+                debug!("link {link}: {} gone", gone.peer);
+            }
+        }
+    }
+
+    /// A whole frame arrived on `link`.
+    pub fn handle_frame(&mut self, link: LinkId, frame: Frame, now: Instant) {
+        self.counters.frames_in += 1;
+        let Some(state) = self.links.get(&link) else {
+            warn!("link {link}: frame for an unknown link ignored");
+            return;
+        };
+        let (role, local, peer) = (state.role, state.local, state.peer);
+        debug!("link {link}: received {frame:?} from {peer}");
+        match (role, frame) {
+            (Role::Unidentified, Frame::Id { port: 0 }) => {
+                self.set_role(link, Role::Servent);
+                self.neighbours.push(link);
+                info!("link {link}: {peer} is a neighbour servent");
+            }
+            (Role::Unidentified, Frame::Id { port }) => match peer {
+                SocketAddr::V4(peer_v4) => {
+                    let reply = SocketAddrV4::new(*peer_v4.ip(), port);
+                    self.set_role(link, Role::Client { reply });
+                    info!("link {link}: {peer} is a client, answers go to {reply}");
+                }
+                SocketAddr::V6(_) => self.refuse(
+                    link,
+                    format!("client {peer} is on IPv6, which the wire format cannot carry"),
+                ),
+            },
+            (Role::Servent, Frame::Id { port: 0 }) => {
+                debug!("link {link}: repeated ID(0) from neighbour {peer} ignored");
+            }
+            (Role::Client { reply }, Frame::KeyReq { seq, key }) => {
+                self.counters.requests += 1;
+                let flood = Flood {
+                    ttl: INITIAL_TTL,
+                    seq,
+                    client: reply,
+                    text: key,
+                };
+                self.handle_key_query(None, flood, now);
+            }
+            (Role::Client { reply }, Frame::TopoReq { seq }) => {
+                self.counters.requests += 1;
+                let flood = Flood {
+                    ttl: INITIAL_TTL,
+                    seq,
+                    client: reply,
+                    text: Text::default(),
+                };
+                self.handle_topology_query(None, local, flood, now);
+            }
+            (Role::Servent, Frame::KeyFlood(flood)) => {
+                self.counters.floods_in += 1;
+                self.handle_key_query(Some(link), flood, now);
+            }
+            (Role::Servent, Frame::TopoFlood(flood)) => {
+                self.counters.floods_in += 1;
+                self.handle_topology_query(Some(link), local, flood, now);
+            }
+            (role, frame) => {
+                let who = match role {
+                    Role::Unidentified => "a connection that has not sent ID",
+                    Role::Servent => "a neighbour servent",
+                    Role::Client { .. } => "a client",
+                };
+                self.refuse(link, format!("{} is not allowed from {who}", frame.name()));
+            }
+        }
+    }
+
+    /// The next thing to do, if any.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The links to neighbour servents, in the order floods go out on them.
+    pub fn neighbours(&self) -> &[LinkId] {
+        &self.neighbours
+    }
+
+    pub fn role(&self, link: LinkId) -> Option<Role> {
+        self.links.get(&link).map(|l| l.role)
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The driver found a stream it cannot decode (and closes it).
+    pub fn note_protocol_error(&mut self) {
+        self.counters.protocol_errors += 1;
+    }
+
+    pub fn seen_len(&self) -> usize {
+        self.seen.len()
+    }
+
+    fn set_role(&mut self, link: LinkId, role: Role) {
+        if let Some(state) = self.links.get_mut(&link) {
+            state.role = role;
+        }
+    }
+
+    fn refuse(&mut self, link: LinkId, reason: String) {
+        self.counters.protocol_errors += 1;
+        warn!("link {link}: closing: {reason}");
+        self.actions.push_back(Action::Close { link, reason });
+    }
+
+    /// Seen-check shared by both query kinds. `from` is None for a client's request.
+    /// Returns the TTL to forward with, if the query is new and may travel further.
+    fn admit(&mut self, from: Option<LinkId>, flood: &Flood, now: Instant) -> Option<Option<u16>> {
+        let id = QueryId {
+            ip: *flood.client.ip(),
+            port: flood.client.port(),
+            seq: flood.seq,
+        };
+        if !self.seen.insert(id, now) {
+            self.counters.duplicates += 1;
+            debug!(
+                "query {}#{} dropped: duplicate (from {})",
+                flood.client,
+                flood.seq,
+                describe_source(from)
+            );
+            return None;
+        }
+        // A peer may claim any TTL; nothing it says makes a query travel further than
+        // one we started ourselves.
+        let ttl = flood.ttl.min(INITIAL_TTL);
+        let forward_ttl = match (from, ttl) {
+            (None, _) => Some(ttl),
+            (Some(_), 0) => None,
+            (Some(_), ttl) => Some(ttl - 1),
+        };
+        Some(forward_ttl)
+    }
+
+    fn handle_key_query(&mut self, from: Option<LinkId>, flood: Flood, now: Instant) {
+        let Some(forward_ttl) = self.admit(from, &flood, now) else {
+            return;
+        };
+        match self.store.get(flood.text.as_bytes()) {
+            Some(value) => {
+                debug!(
+                    "query {}#{}: key {:?} found, answering",
+                    flood.client, flood.seq, flood.text
+                );
+                let frame = Frame::Resp {
+                    seq: flood.seq,
+                    value: value.clone(),
+                };
+                self.answer(flood.client, frame);
+            }
+            None => debug!(
+                "query {}#{}: key {:?} not here",
+                flood.client, flood.seq, flood.text
+            ),
+        }
+        self.forward(from, forward_ttl, flood, Frame::KeyFlood);
+    }
+
+    fn handle_topology_query(
+        &mut self,
+        from: Option<LinkId>,
+        local: SocketAddr,
+        flood: Flood,
+        now: Instant,
+    ) {
+        let Some(forward_ttl) = self.admit(from, &flood, now) else {
+            return;
+        };
+        let me = SocketAddr::new(local.ip(), self.listen_port).to_string();
+        let mut info = flood.text.as_bytes().to_vec();
+        if !info.is_empty() {
+            info.push(b' ');
+        }
+        info.extend_from_slice(me.as_bytes());
+        let info = match Text::new(info) {
+            Ok(info) => info,
+            Err(e) => {
+                warn!(
+                    "query {}#{} dropped: topology info with {me} added would be {e}",
+                    flood.client, flood.seq
+                );
+                return;
+            }
+        };
+        let frame = Frame::Resp {
+            seq: flood.seq,
+            value: info.clone(),
+        };
+        self.answer(flood.client, frame);
+        self.forward(
+            from,
+            forward_ttl,
+            Flood {
+                text: info,
+                ..flood
+            },
+            Frame::TopoFlood,
+        );
+    }
+
+    fn answer(&mut self, to: SocketAddrV4, frame: Frame) {
+        self.counters.answers += 1;
+        self.actions.push_back(Action::Answer { to, frame });
+    }
+
+    fn forward(
+        &mut self,
+        from: Option<LinkId>,
+        ttl: Option<u16>,
+        flood: Flood,
+        kind: fn(Flood) -> Frame,
+    ) {
+        let Some(ttl) = ttl else {
+            debug!("query {}#{}: TTL 0, not forwarded", flood.client, flood.seq);
+            return;
+        };
+        let targets = self.neighbours.iter().filter(|&&n| Some(n) != from).count();
+        if targets == 0 {
+            debug!(
+                "query {}#{}: no neighbour to forward to",
+                flood.client, flood.seq
+            );
+            return;
+        }
+        debug!(
+            "query {}#{}: forwarding with TTL {ttl} to {targets} neighbour(s)",
+            flood.client, flood.seq
+        );
+        self.counters.floods_forwarded += targets as u64;
+        self.actions.push_back(Action::Flood {
+            except: from,
+            frame: kind(Flood { ttl, ..flood }),
+        });
+    }
+}
+
+fn describe_source(from: Option<LinkId>) -> String {
+    match from {
+        Some(link) => format!("link {link}"),
+        None => "the client".to_string(),
+    }
+}

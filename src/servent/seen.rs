@@ -1,0 +1,135 @@
+//! The seen set: which queries this servent has already handled.
+//!
+//! Reliable flooding needs a query to be recognised for as long as copies of it can
+//! still arrive, not forever. Entries expire after a lifetime and the set holds at
+//! most `capacity` of them (the oldest go first), so memory plateaus under any load.
+//! Time is a parameter: tests move a fake clock instead of sleeping.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// One query, named the same everywhere in the network: the client's reply address and
+/// its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueryId {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub seq: u32,
+}
+
+/// A set of recently seen queries, bounded by age and by size.
+#[derive(Debug)]
+pub struct SeenCache {
+    lifetime: Duration,
+    capacity: usize,
+    members: HashSet<QueryId>,
+    /// Members in insertion order, with when each expires. Insertions come with a clock
+    /// that never goes back, so the front is always the next to expire.
+    by_expiry: VecDeque<(Instant, QueryId)>,
+}
+
+impl SeenCache {
+    pub fn new(lifetime: Duration, capacity: usize) -> SeenCache {
+        SeenCache {
+            lifetime,
+            capacity: capacity.max(1),
+            members: HashSet::new(),
+            by_expiry: VecDeque::new(),
+        }
+    }
+
+    /// Records `id` as seen at `now`. Returns false if it was already there.
+    pub fn insert(&mut self, id: QueryId, now: Instant) -> bool {
+        self.expire(now);
+        if self.members.contains(&id) {
+            return false;
+        }
+        while self.members.len() >= self.capacity {
+            self.pop_oldest();
+        }
+        self.members.insert(id);
+        self.by_expiry.push_back((now + self.lifetime, id));
+        true
+    }
+
+    pub fn contains(&self, id: &QueryId) -> bool {
+        self.members.contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Forgets every entry whose lifetime is over at `now`.
+    pub fn expire(&mut self, now: Instant) {
+        while matches!(self.by_expiry.front(), Some((expiry, _)) if *expiry <= now) {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((_, id)) = self.by_expiry.pop_front() {
+            self.members.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u32) -> QueryId {
+        QueryId {
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+            port: 5000,
+            seq,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_refused_until_expiry() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 100);
+        assert!(seen.insert(id(1), start));
+        assert!(!seen.insert(id(1), start + Duration::from_secs(59)));
+        assert!(seen.insert(id(1), start + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 3);
+        for seq in 0..5 {
+            assert!(seen.insert(id(seq), start));
+        }
+        assert_eq!(seen.len(), 3);
+        assert!(!seen.contains(&id(0)) && !seen.contains(&id(1)));
+        assert!(seen.contains(&id(2)) && seen.contains(&id(4)));
+    }
+
+    #[test]
+    fn same_seq_from_another_client_is_another_query() {
+        let now = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 10);
+        assert!(seen.insert(id(1), now));
+        assert!(seen.insert(
+            QueryId {
+                port: 5001,
+                ..id(1)
+            },
+            now
+        ));
+        assert!(seen.insert(
+            QueryId {
+                ip: Ipv4Addr::new(10, 0, 0, 2),
+                ..id(1)
+            },
+            now
+        ));
+    }
+}
