@@ -1,0 +1,278 @@
+//! Helpers for tests that run real processes: servents on ephemeral ports, clients fed
+//! by a script, and the independent Python implementation in `tests/interop/`.
+//! Every process is killed when its handle is dropped, whether the test passed or not.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddrV4;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SERVENT: &str = env!("CARGO_BIN_EXE_servent");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+/// The answer wait tests give the client: short, but far above loopback latency.
+pub const CLIENT_TIMEOUT: &str = "1";
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tp3kv-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// Writes a key-value file and returns its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running servent (ours or the reference one), killed at drop.
+pub struct Node {
+    child: Child,
+    pub addr: SocketAddrV4,
+    stderr_path: PathBuf,
+}
+
+impl Node {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Its address on loopback, as a neighbour or client would name it.
+    pub fn local(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `command` (a servent) and waits for its `listening on IP:PORT` line.
+pub fn start_node(mut command: Command, dir: &TempDir, tag: &str) -> Node {
+    let stderr_path = dir.0.join(format!("{tag}.log"));
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn servent");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse::<SocketAddrV4>().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        panic!("{tag} did not start: stdout {line:?}, log:\n{log}");
+    };
+    // Keep draining stdout so the servent never blocks on it.
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = stdout.read_to_end(&mut sink);
+    });
+    Node {
+        child,
+        addr,
+        stderr_path,
+    }
+}
+
+/// Starts our servent on an ephemeral port with the given store and neighbours.
+pub fn servent(dir: &TempDir, tag: &str, store: &str, neighbours: &[&Node]) -> Node {
+    servent_with(dir, tag, store, neighbours, &[])
+}
+
+/// As [`servent`], with extra command-line arguments before the positional ones.
+pub fn servent_with(
+    dir: &TempDir,
+    tag: &str,
+    store: &str,
+    neighbours: &[&Node],
+    extra: &[&str],
+) -> Node {
+    let file = dir.file(&format!("{tag}.kv"), store);
+    let mut command = Command::new(SERVENT);
+    command.env("RUST_LOG", "debug").args(extra).arg("0").arg(&file);
+    for n in neighbours {
+        command.arg(n.local());
+    }
+    start_node(command, dir, tag)
+}
+
+/// What a client printed, and how it ended.
+#[derive(Debug)]
+pub struct ClientRun {
+    pub stdout: String,
+    pub stderr: String,
+    pub success: bool,
+}
+
+impl ClientRun {
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// Runs a client process with `input` on its stdin, waiting at most `limit`.
+pub fn run_process(mut command: Command, input: &str, limit: Duration) -> ClientRun {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    writer.join().unwrap();
+    let run = ClientRun {
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+        success: status.is_some_and(|s| s.success()),
+    };
+    assert!(status.is_some(), "client did not finish within {limit:?}: {run:?}");
+    run
+}
+
+/// Our client against `servent`, commands from `input`.
+pub fn client(servent: &Node, input: &str) -> ClientRun {
+    let mut command = Command::new(CLIENT);
+    command.args(["--timeout", CLIENT_TIMEOUT]).arg(servent.local());
+    run_process(command, input, Duration::from_secs(60))
+}
+
+/// Path of the independent Python implementation.
+pub fn reference_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tp3ref.py")
+}
+
+/// A `python3 tp3ref.py ...` command.
+pub fn reference(args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command.arg("-u").arg(reference_script()).args(args);
+    command
+}
+
+/// The reference servent on an ephemeral port.
+pub fn reference_servent(
+    dir: &TempDir,
+    tag: &str,
+    store: &str,
+    neighbours: &[&Node],
+    bytewise: bool,
+) -> Node {
+    let file = dir.file(&format!("{tag}.kv"), store);
+    let mut command = reference(&["servent"]);
+    if bytewise {
+        command.arg("--bytewise");
+    }
+    command.arg("0").arg(&file);
+    for n in neighbours {
+        command.arg(n.local());
+    }
+    start_node(command, dir, tag)
+}
+
+/// The reference client against `servent`.
+pub fn reference_client(servent: &Node, input: &str, bytewise: bool) -> ClientRun {
+    let mut command = reference(&["client", "--timeout", CLIENT_TIMEOUT]);
+    if bytewise {
+        command.arg("--bytewise");
+    }
+    command.arg(servent.local());
+    run_process(command, input, Duration::from_secs(60))
+}
+
+/// Waits until `condition` holds, polling; panics with `what` after a generous limit.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until one of our servents' logs shows `count` neighbour links come up (dialled
+/// or accepted), so a query sent next reaches the whole topology.
+pub fn wait_links(node: &Node, count: usize) {
+    wait_for(&format!("{count} neighbour links on {}", node.local()), || {
+        let log = node.log();
+        log.matches("connected to neighbour").count() + log.matches("is a neighbour servent").count()
+            >= count
+    });
+}
