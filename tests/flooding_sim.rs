@@ -139,7 +139,7 @@ fn ring_has_no_loops_and_one_answer_each() {
     assert_eq!(net.delivered.len(), total, "the flood must die out");
 
     // A bigger ring: the far side (over 4 hops) is never reached.
-    let mut net = Network::new(&vec!["k v"; 12]);
+    let mut net = Network::new(&["k v"; 12]);
     let mut ring: Vec<NodeId> = (0..12).collect();
     ring.push(0);
     net.chain(&ring);
