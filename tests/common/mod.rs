@@ -138,7 +138,11 @@ pub fn servent_with(
 ) -> Node {
     let file = dir.file(&format!("{tag}.kv"), store);
     let mut command = Command::new(SERVENT);
-    command.env("RUST_LOG", "debug").args(extra).arg("0").arg(&file);
+    command
+        .env("RUST_LOG", "debug")
+        .args(extra)
+        .arg("0")
+        .arg(&file);
     for n in neighbours {
         command.arg(n.local());
     }
@@ -202,14 +206,19 @@ pub fn run_process(mut command: Command, input: &str, limit: Duration) -> Client
         stderr: err_reader.join().unwrap(),
         success: status.is_some_and(|s| s.success()),
     };
-    assert!(status.is_some(), "client did not finish within {limit:?}: {run:?}");
+    assert!(
+        status.is_some(),
+        "client did not finish within {limit:?}: {run:?}"
+    );
     run
 }
 
 /// Our client against `servent`, commands from `input`.
 pub fn client(servent: &Node, input: &str) -> ClientRun {
     let mut command = Command::new(CLIENT);
-    command.args(["--timeout", CLIENT_TIMEOUT]).arg(servent.local());
+    command
+        .args(["--timeout", CLIENT_TIMEOUT])
+        .arg(servent.local());
     run_process(command, input, Duration::from_secs(60))
 }
 
@@ -270,9 +279,13 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 /// Waits until one of our servents' logs shows `count` neighbour links come up (dialled
 /// or accepted), so a query sent next reaches the whole topology.
 pub fn wait_links(node: &Node, count: usize) {
-    wait_for(&format!("{count} neighbour links on {}", node.local()), || {
-        let log = node.log();
-        log.matches("connected to neighbour").count() + log.matches("is a neighbour servent").count()
-            >= count
-    });
+    wait_for(
+        &format!("{count} neighbour links on {}", node.local()),
+        || {
+            let log = node.log();
+            log.matches("connected to neighbour").count()
+                + log.matches("is a neighbour servent").count()
+                >= count
+        },
+    );
 }
