@@ -351,7 +351,7 @@ impl Driver {
                     for link in targets {
                         let token = Token(link as usize);
                         if let Some(conn) = self.conns.get_mut(&token) {
-                            debug!("link {link}: sending {} {:?}", frame.name(), frame);
+                            debug!("link {link}: sending {frame:?}");
                             conn.outbuf.extend_from_slice(&self.frame_buf);
                             self.flush(token);
                         }
