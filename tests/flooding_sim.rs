@@ -191,14 +191,22 @@ fn check_invariants(net: &Network, start: NodeId, seq: u32) {
     }
 }
 
-fn random_graph(rng: &mut Lcg, count: usize, extra_edges: usize) -> Vec<(NodeId, NodeId)> {
+/// A connected random graph of 5 to 34 servents, all holding `k`, with a client on a
+/// random one that has just looked `k` up (seq 1). Returns the network and that servent.
+fn random_lookup(seed: u64, shuffle: bool) -> (Network, NodeId) {
+    let mut rng = Lcg(seed);
+    let count = 5 + rng.below(30);
+    let mut net = Network::new(&vec!["k v"; count]);
+    if shuffle {
+        net = net.shuffled(seed);
+    }
     // A random spanning tree keeps it connected; extra edges add cycles.
     let mut edges = HashSet::new();
     for node in 1..count {
-        let parent = rng.below(node);
-        edges.insert((parent, node));
+        edges.insert((rng.below(node), node));
     }
-    while edges.len() < count - 1 + extra_edges {
+    let extra = rng.below(2 * count);
+    while edges.len() < count - 1 + extra {
         let (a, b) = (rng.below(count), rng.below(count));
         if a != b && !edges.contains(&(b, a)) {
             edges.insert((a, b));
@@ -206,23 +214,20 @@ fn random_graph(rng: &mut Lcg, count: usize, extra_edges: usize) -> Vec<(NodeId,
     }
     let mut edges: Vec<_> = edges.into_iter().collect();
     edges.sort_unstable();
-    edges
+    for (a, b) in edges {
+        net.link(a, b);
+    }
+    let start = rng.below(count);
+    let client = net.attach_client(start, 7000);
+    net.lookup(client, 1, "k");
+    check_invariants(&net, start, 1);
+    (net, start)
 }
 
 #[test]
 fn random_graphs_reach_exactly_four_hops_in_send_order() {
     for seed in 0..40 {
-        let mut rng = Lcg(seed);
-        let count = 5 + rng.below(30);
-        let mut net = Network::new(&vec!["k v"; count]);
-        let extra = rng.below(2 * count);
-        for (a, b) in random_graph(&mut rng, count, extra) {
-            net.link(a, b);
-        }
-        let start = rng.below(count);
-        let client = net.attach_client(start, 7000);
-        net.lookup(client, 1, "k");
-        check_invariants(&net, start, 1);
+        let (net, start) = random_lookup(seed, false);
         // Delivered in send order, the first copy to arrive came the shortest way, so
         // the reach is exactly the servents within four hops.
         let within: Vec<NodeId> = net
@@ -239,17 +244,7 @@ fn random_graphs_reach_exactly_four_hops_in_send_order() {
 #[test]
 fn random_graphs_in_any_order_keep_the_invariants() {
     for seed in 0..40 {
-        let mut rng = Lcg(seed ^ 0xfeed);
-        let count = 5 + rng.below(30);
-        let mut net = Network::new(&vec!["k v"; count]).shuffled(seed);
-        let extra = rng.below(2 * count);
-        for (a, b) in random_graph(&mut rng, count, extra) {
-            net.link(a, b);
-        }
-        let start = rng.below(count);
-        let client = net.attach_client(start, 7000);
-        net.lookup(client, 1, "k");
-        check_invariants(&net, start, 1);
+        let (net, start) = random_lookup(seed ^ 0xfeed, true);
         let dist = net.distances(start);
         for node in net.answerers(1) {
             assert!(
