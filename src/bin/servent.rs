@@ -5,9 +5,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
-use log::info;
+use log::{info, warn};
 
 use tp3kv::net::{self, Driver, Options};
 use tp3kv::servent::{Config, Servent};
@@ -29,27 +29,85 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0")]
     listen_ip: Ipv4Addr,
     /// Seconds a handled query is remembered, to drop its later copies.
-    #[arg(long, default_value_t = 60)]
-    seen_lifetime: u64,
+    #[arg(long, default_value_t = 60.0)]
+    seen_lifetime: f64,
     /// The most queries remembered at once (the oldest are forgotten first).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = Config::default().seen_capacity)]
     seen_capacity: usize,
+    /// Accepted connections open at once; past it new ones are closed at once.
+    #[arg(long, default_value_t = Options::default().max_connections)]
+    max_connections: usize,
+    /// Seconds an accepted connection has to send its ID.
+    #[arg(long, default_value_t = Options::default().id_timeout.as_secs_f64())]
+    id_timeout: f64,
+    /// Bytes a peer may leave unread before it is dropped.
+    #[arg(long, default_value_t = Options::default().outbox_limit)]
+    max_outbox: usize,
+    /// Seconds an answer connection has to connect and deliver its RESP.
+    #[arg(long, default_value_t = Options::default().answer_timeout.as_secs_f64())]
+    answer_timeout: f64,
+    /// Answer connections open at once; more wait in a queue.
+    #[arg(long, default_value_t = Options::default().max_answers)]
+    max_answers: usize,
+    /// Answers that may wait for a free connection; past it they are dropped.
+    #[arg(long, default_value_t = Options::default().answer_queue)]
+    answer_queue: usize,
 }
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(args) {
-        eprintln!("servent: error: {e:#}");
-        std::process::exit(1);
+    match run(args) {
+        Ok(summary) => eprintln!("servent: exiting: {summary}"),
+        Err(e) => {
+            eprintln!("servent: error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run(args: Args) -> Result<()> {
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("bad --{name} {value}: expected a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn run(args: Args) -> Result<String> {
+    let config = Config {
+        seen_lifetime: seconds("seen-lifetime", args.seen_lifetime)?,
+        seen_capacity: args.seen_capacity,
+    };
+    let mut options = Options {
+        max_connections: args.max_connections,
+        id_timeout: seconds("id-timeout", args.id_timeout)?,
+        outbox_limit: args.max_outbox,
+        answer_timeout: seconds("answer-timeout", args.answer_timeout)?,
+        max_answers: args.max_answers.max(1),
+        answer_queue: args.answer_queue,
+        ..Options::default()
+    };
     let store = Store::load(&args.keyvalues)
         .with_context(|| format!("cannot load {}", args.keyvalues.display()))?;
     let listener = net::listen(SocketAddrV4::new(args.listen_ip, args.port))?;
     let local = listener.local_addr()?;
     init_logging(local.port());
+
+    // Every connection is a descriptor: make room for the limits, or fit the limits
+    // to the room there is.
+    let spare = 64 + args.neighbours.len();
+    let wanted = options.max_connections + options.max_answers + spare;
+    let room = net::raise_fd_limit(wanted as u64).context("cannot read the descriptor limit")?;
+    if (room as usize) < wanted {
+        let fitted = (room as usize)
+            .saturating_sub(options.max_answers + spare)
+            .max(1);
+        warn!(
+            "only {room} file descriptors allowed: --max-connections lowered from {} to {fitted}",
+            options.max_connections
+        );
+        options.max_connections = fitted;
+    }
+
     println!("listening on {local}");
     std::io::stdout().flush()?;
     info!(
@@ -58,14 +116,13 @@ fn run(args: Args) -> Result<()> {
         args.keyvalues.display(),
         args.neighbours
     );
-    let config = Config {
-        seen_lifetime: Duration::from_secs(args.seen_lifetime),
-        seen_capacity: args.seen_capacity,
-    };
     let servent = Servent::new(store, local.port(), config);
-    let mut driver = Driver::new(listener, servent, args.neighbours, Options::default())?;
+    let mut driver = Driver::new(listener, servent, args.neighbours, options)?;
+    driver
+        .stop_on(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("cannot install signal handlers")?;
     driver.run().context("event loop failed")?;
-    Ok(())
+    Ok(driver.summary())
 }
 
 /// `RUST_LOG` decides the level (default `info`); every line names this servent's port,

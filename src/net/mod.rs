@@ -2,31 +2,39 @@
 //! neighbour links, client connections and outgoing answer connections.
 //!
 //! The loop never blocks: connects are non-blocking and confirmed on writability,
-//! every connection buffers its output, and timers (neighbour re-dials, answer
-//! deadlines) set the poll timeout. All protocol decisions are the [`Servent`]'s; this
-//! module only moves bytes and turns its [`Action`]s into socket operations.
+//! every connection buffers its output up to a cap, and timers (neighbour re-dials,
+//! answer and ID deadlines) set the poll timeout. All protocol decisions are the
+//! [`Servent`]'s; this module only moves bytes, turns its [`Action`]s into socket
+//! operations, and defends the process: connection caps, descriptor exhaustion, slow
+//! readers, unreachable reply addresses, and one peer hogging the loop.
 
 pub mod sockets;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::protocol::{self, Frame};
-use crate::servent::{Action, Direction, LinkId, Servent};
+use crate::servent::{Action, Direction, LinkId, Role, Servent};
 
-pub use sockets::{listen, resolve_v4, BindError};
+pub use sockets::{listen, raise_fd_limit, resolve_v4, BindError};
 
 const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(usize::MAX);
 
-/// Limits and timings of the driver.
+/// Reads one readiness event may do before the loop serves the others.
+const READS_PER_TURN: usize = 16;
+
+/// Limits and timings of the driver. Each has a `servent` flag.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long an answer connection may take to connect and deliver its RESP.
@@ -34,8 +42,16 @@ pub struct Options {
     /// After the RESP is out, how long to wait for the client to close first (so the
     /// client, not us, holds the TIME_WAIT and our port can answer it again at once).
     pub answer_linger: Duration,
+    /// Answer connections open at once; more wait in a queue.
+    pub max_answers: usize,
+    /// Answers waiting for a free slot; past this they are dropped (and logged).
+    pub answer_queue: usize,
     /// Output a peer may leave unread before its connection is dropped.
     pub outbox_limit: usize,
+    /// Accepted connections open at once; past this, new ones are closed at once.
+    pub max_connections: usize,
+    /// How long an accepted connection may take to send its ID.
+    pub id_timeout: Duration,
     /// First delay before re-dialling a neighbour; doubles up to `redial_max`.
     pub redial_min: Duration,
     pub redial_max: Duration,
@@ -44,13 +60,28 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            answer_timeout: Duration::from_secs(3),
+            answer_timeout: Duration::from_secs(2),
             answer_linger: Duration::from_secs(2),
-            outbox_limit: 4 << 20,
+            max_answers: 256,
+            answer_queue: 16 * 1024,
+            outbox_limit: 1 << 20,
+            max_connections: 4096,
+            id_timeout: Duration::from_secs(5),
             redial_min: Duration::from_millis(100),
             redial_max: Duration::from_secs(5),
         }
     }
+}
+
+/// What the driver did, beyond the servent's own counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub frames_out: u64,
+    pub answers_sent: u64,
+    pub answers_lost: u64,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    pub slow_peers_dropped: u64,
 }
 
 /// A neighbour named on the command line, which we keep connected.
@@ -73,7 +104,10 @@ enum AnswerPhase {
 #[derive(Debug)]
 enum Kind {
     /// A protocol link (neighbour or client); its frames go to the servent.
-    Link { neighbour: Option<usize> },
+    Link {
+        neighbour: Option<usize>,
+        inbound: bool,
+    },
     /// A connect to a neighbour in progress.
     Dialling { neighbour: usize },
     /// A one-RESP connection to a client's reply address.
@@ -81,7 +115,6 @@ enum Kind {
         to: SocketAddrV4,
         phase: AnswerPhase,
         from_listen_port: bool,
-        deadline: Instant,
     },
 }
 
@@ -91,12 +124,40 @@ struct Conn {
     kind: Kind,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// When this connection's current wait (for ID, connect, or client close) ends.
+    deadline: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Redial(usize),
-    AnswerDeadline(Token),
+    Deadline(Token),
+}
+
+/// Logs a repeating warning at most once a second, counting what it held back.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    fn warn(&mut self, now: Instant, message: impl fmt::Display) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return;
+        }
+        if self.held_back > 0 {
+            warn!("{message} (and {} more like it)", self.held_back);
+        } else {
+            warn!("{message}");
+        }
+        self.last = Some(now);
+        self.held_back = 0;
+    }
 }
 
 /// Everything one servent process runs.
@@ -111,13 +172,30 @@ pub struct Driver {
     next_token: usize,
     neighbours: Vec<Neighbour>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    inbound: usize,
+    answers_open: usize,
+    answers_waiting: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// Links that stopped reading with data left, to be served again next turn.
+    still_readable: Vec<Token>,
+    /// A descriptor held in reserve: when accept fails for lack of descriptors, it is
+    /// freed to accept and close the waiting connection, so the listener never stalls.
+    spare_fd: Option<std::fs::File>,
+    signals: Option<UnixStream>,
+    stop: bool,
     read_buf: Box<[u8]>,
     /// One flood encoded once, then copied into each neighbour's outbox.
     frame_buf: Vec<u8>,
+    stats: Stats,
+    refused_log: Throttle,
+    lost_log: Throttle,
 }
 
 fn link_of(token: Token) -> LinkId {
     token.0 as LinkId
+}
+
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 impl Driver {
@@ -150,26 +228,78 @@ impl Driver {
             next_token: 1,
             neighbours,
             timers: BinaryHeap::new(),
+            inbound: 0,
+            answers_open: 0,
+            answers_waiting: VecDeque::new(),
+            still_readable: Vec::new(),
+            spare_fd: spare_fd(),
+            signals: None,
+            stop: false,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
+            stats: Stats::default(),
+            refused_log: Throttle::default(),
+            lost_log: Throttle::default(),
         })
+    }
+
+    /// Makes `run` return when one of `signals` arrives.
+    pub fn stop_on(&mut self, signals: &[i32]) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        for &signal in signals {
+            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+        }
+        let mut reader = UnixStream::from_std(reader);
+        self.poll
+            .registry()
+            .register(&mut reader, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(reader);
+        Ok(())
     }
 
     pub fn servent(&self) -> &Servent {
         &self.servent
     }
 
-    /// Runs the loop until `poll` itself fails.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// One line of counters, for the exit summary.
+    pub fn summary(&self) -> String {
+        let c = self.servent.counters();
+        let s = self.stats;
+        format!(
+            "frames in {}, frames out {}, answers sent {} (lost {}), duplicates dropped {}, \
+             protocol errors {}, connections accepted {} (refused {}), slow peers dropped {}",
+            c.frames_in,
+            s.frames_out,
+            s.answers_sent,
+            s.answers_lost,
+            c.duplicates,
+            c.protocol_errors,
+            s.connections_accepted,
+            s.connections_refused,
+            s.slow_peers_dropped
+        )
+    }
+
+    /// Runs the loop until a signal registered with [`Driver::stop_on`] arrives, or
+    /// `poll` itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         for index in 0..self.neighbours.len() {
             self.dial(index);
         }
         let mut events = Events::with_capacity(1024);
-        loop {
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+        while !self.stop {
+            let timeout = if self.still_readable.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -178,8 +308,15 @@ impl Driver {
             for event in events.iter() {
                 self.dispatch(event);
             }
+            for token in std::mem::take(&mut self.still_readable) {
+                self.read_link(token);
+            }
             self.fire_timers(Instant::now());
         }
+        for (_, mut conn) in self.conns.drain() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        Ok(())
     }
 
     fn fresh_token(&mut self) -> Token {
@@ -188,11 +325,23 @@ impl Driver {
         token
     }
 
+    fn set_deadline(&mut self, token: Token, at: Instant) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            conn.deadline = Some(at);
+            self.timers.push(Reverse((at, Timer::Deadline(token))));
+        }
+    }
+
     fn dispatch(&mut self, event: &Event) {
         let token = event.token();
-        if token == LISTENER {
-            self.accept_all();
-            return;
+        match token {
+            LISTENER => return self.accept_all(),
+            SIGNALS => {
+                info!("signal received: shutting down");
+                self.stop = true;
+                return;
+            }
+            _ => {}
         }
         let Some(conn) = self.conns.get(&token) else {
             return; // already closed: a stale event
@@ -215,10 +364,39 @@ impl Driver {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    self.add_link(stream, peer, Direction::Inbound, None);
+                    if self.inbound >= self.options.max_connections {
+                        self.stats.connections_refused += 1;
+                        let limit = self.options.max_connections;
+                        self.refused_log.warn(
+                            Instant::now(),
+                            format_args!("connection from {peer} refused: {limit} connections open, the limit"),
+                        );
+                        drop(stream);
+                        continue;
+                    }
+                    self.stats.connections_accepted += 1;
+                    if let Some(token) = self.add_link(stream, peer, Direction::Inbound, None) {
+                        self.set_deadline(token, Instant::now() + self.options.id_timeout);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_descriptors(&e) => {
+                    // Make room with the spare descriptor, take the waiting connection
+                    // off the queue and close it; otherwise the listener stays readable
+                    // forever and the loop spins.
+                    self.stats.connections_refused += 1;
+                    self.spare_fd = None;
+                    let taken = self.listener.accept();
+                    self.spare_fd = spare_fd();
+                    self.refused_log.warn(
+                        Instant::now(),
+                        format_args!("out of file descriptors ({e}): connection refused"),
+                    );
+                    if taken.is_err() {
+                        return;
+                    }
+                }
                 Err(e) => {
                     error!("accept failed: {e}");
                     return;
@@ -253,13 +431,18 @@ impl Driver {
             warn!("connection with {peer} dropped: cannot register: {e}");
             return None;
         }
+        let inbound = direction == Direction::Inbound;
+        if inbound {
+            self.inbound += 1;
+        }
         self.conns.insert(
             token,
             Conn {
                 stream,
-                kind: Kind::Link { neighbour },
+                kind: Kind::Link { neighbour, inbound },
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
+                deadline: None,
             },
         );
         self.servent
@@ -271,9 +454,10 @@ impl Driver {
         self.conns.contains_key(&token).then_some(token)
     }
 
-    /// Reads a link until the socket is drained, handing each whole frame to the servent.
+    /// Reads a link, handing each whole frame to the servent, until the socket is
+    /// drained or this turn's share is used (then it is served again next turn).
     fn read_link(&mut self, token: Token) {
-        loop {
+        for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
             };
@@ -287,8 +471,7 @@ impl Driver {
                             conn.inbuf.len()
                         )
                     };
-                    self.close(token, &reason);
-                    return;
+                    return self.close(token, &reason);
                 }
                 Ok(n) => {
                     conn.inbuf.extend_from_slice(&self.read_buf[..n]);
@@ -298,16 +481,14 @@ impl Driver {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.close(token, &format!("read error: {e}"));
-                    return;
-                }
+                Err(e) => return self.close(token, &format!("read error: {e}")),
             }
         }
+        self.still_readable.push(token);
     }
 
-    /// Decodes and handles every whole frame in a link's input. Returns false if the
-    /// link was closed.
+    /// Decodes and handles every whole frame in a link's input, then compacts it once.
+    /// Returns false if the link was closed.
     fn decode_link(&mut self, token: Token) -> bool {
         let now = Instant::now();
         let mut used = 0;
@@ -341,29 +522,28 @@ impl Driver {
                 Action::Flood { except, frame } => {
                     self.frame_buf.clear();
                     frame.encode(&mut self.frame_buf);
-                    let targets: Vec<LinkId> = self
-                        .servent
-                        .neighbours()
-                        .iter()
-                        .copied()
-                        .filter(|&n| Some(n) != except)
-                        .collect();
-                    for link in targets {
+                    for index in 0..self.servent.neighbours().len() {
+                        let link = self.servent.neighbours()[index];
+                        if Some(link) == except {
+                            continue;
+                        }
                         let token = Token(link as usize);
                         if let Some(conn) = self.conns.get_mut(&token) {
                             debug!("link {link}: sending {frame:?}");
                             conn.outbuf.extend_from_slice(&self.frame_buf);
+                            self.stats.frames_out += 1;
                             self.flush(token);
                         }
                     }
                 }
-                Action::Answer { to, frame } => self.start_answer(to, frame),
+                Action::Answer { to, frame } => self.queue_answer(to, frame.to_bytes()),
                 Action::Close { link, reason } => self.close(Token(link as usize), &reason),
             }
         }
     }
 
-    /// Writes as much of a connection's outbox as the socket takes.
+    /// Writes as much of a connection's outbox as the socket takes; drops a peer whose
+    /// unread output passes the cap.
     fn flush(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
@@ -385,10 +565,16 @@ impl Driver {
         let pending = conn.outbuf.len();
         match result {
             Err(e) => self.close(token, &format!("write error: {e}")),
-            Ok(()) if pending > self.options.outbox_limit => self.close(
-                token,
-                &format!("peer is not reading: {pending} bytes waiting, over the limit"),
-            ),
+            Ok(()) if pending > self.options.outbox_limit => {
+                self.stats.slow_peers_dropped += 1;
+                self.close(
+                    token,
+                    &format!(
+                        "peer is not reading: {pending} bytes waiting, over the limit of {}",
+                        self.options.outbox_limit
+                    ),
+                )
+            }
             Ok(()) => {}
         }
     }
@@ -399,7 +585,10 @@ impl Driver {
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
         match conn.kind {
-            Kind::Link { neighbour } => {
+            Kind::Link { neighbour, inbound } => {
+                if inbound {
+                    self.inbound -= 1;
+                }
                 let peer = conn
                     .stream
                     .peer_addr()
@@ -423,8 +612,14 @@ impl Driver {
                 if phase == AnswerPhase::Lingering {
                     debug!("answer to {to}: done ({reason})");
                 } else {
-                    warn!("answer to {to} lost: {reason}");
+                    self.stats.answers_lost += 1;
+                    self.lost_log.warn(
+                        Instant::now(),
+                        format_args!("answer to {to} lost: {reason}"),
+                    );
                 }
+                self.answers_open -= 1;
+                self.start_waiting_answers();
             }
         }
     }
@@ -441,35 +636,35 @@ impl Driver {
 
     fn dial(&mut self, index: usize) {
         let addr = self.neighbours[index].addr;
-        match sockets::connect_from(addr, None) {
-            Ok(mut stream) => {
-                let token = self.fresh_token();
-                if let Err(e) = self.poll.registry().register(
-                    &mut stream,
-                    token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    warn!("dial {addr}: cannot register: {e}");
-                    self.neighbour_lost(index);
-                    return;
-                }
-                debug!("dialling neighbour {addr}");
-                self.neighbours[index].conn = Some(token);
-                self.conns.insert(
-                    token,
-                    Conn {
-                        stream,
-                        kind: Kind::Dialling { neighbour: index },
-                        inbuf: Vec::new(),
-                        outbuf: Vec::new(),
-                    },
-                );
-            }
+        let mut stream = match sockets::connect_from(addr, None) {
+            Ok(stream) => stream,
             Err(e) => {
                 debug!("dial {addr} failed: {e}");
-                self.neighbour_lost(index);
+                return self.neighbour_lost(index);
             }
+        };
+        let token = self.fresh_token();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("dial {addr}: cannot register: {e}");
+            return self.neighbour_lost(index);
         }
+        debug!("dialling neighbour {addr}");
+        self.neighbours[index].conn = Some(token);
+        self.conns.insert(
+            token,
+            Conn {
+                stream,
+                kind: Kind::Dialling { neighbour: index },
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                deadline: None,
+            },
+        );
+        self.set_deadline(token, Instant::now() + self.options.answer_timeout);
     }
 
     fn finish_dial(&mut self, token: Token, index: usize) {
@@ -499,15 +694,37 @@ impl Driver {
         }
     }
 
-    fn start_answer(&mut self, to: SocketAddrV4, frame: Frame) {
-        let mut outbuf = Vec::with_capacity(frame.encoded_len());
-        frame.encode(&mut outbuf);
-        self.open_answer(to, outbuf, true);
+    /// Sends an answer now if a slot is free, else queues it (or drops it, logged, if
+    /// the queue is full too).
+    fn queue_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>) {
+        if self.answers_open < self.options.max_answers {
+            return self.open_answer(to, resp, true);
+        }
+        if self.answers_waiting.len() >= self.options.answer_queue {
+            self.stats.answers_lost += 1;
+            let waiting = self.answers_waiting.len();
+            self.lost_log.warn(
+                Instant::now(),
+                format_args!("answer to {to} dropped: {waiting} answers already waiting"),
+            );
+            return;
+        }
+        debug!("answer to {to}: queued behind {} open", self.answers_open);
+        self.answers_waiting.push_back((to, resp));
+    }
+
+    fn start_waiting_answers(&mut self) {
+        while self.answers_open < self.options.max_answers {
+            let Some((to, resp)) = self.answers_waiting.pop_front() else {
+                return;
+            };
+            self.open_answer(to, resp, true);
+        }
     }
 
     /// Opens an answer connection, from our listening port when possible so the client
     /// sees our address; from an ephemeral port when that port cannot be used.
-    fn open_answer(&mut self, to: SocketAddrV4, outbuf: Vec<u8>, from_listen_port: bool) {
+    fn open_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>, from_listen_port: bool) {
         let source = from_listen_port.then_some(self.listen_port);
         let mut stream = match sockets::connect_from(to, source) {
             Ok(stream) => stream,
@@ -516,10 +733,12 @@ impl Driver {
                     "answer to {to}: cannot use port {} ({e}), using an ephemeral port",
                     self.listen_port
                 );
-                return self.open_answer(to, outbuf, false);
+                return self.open_answer(to, resp, false);
             }
             Err(e) => {
-                warn!("answer to {to} lost: connect failed: {e}");
+                self.stats.answers_lost += 1;
+                self.lost_log
+                    .warn(Instant::now(), format_args!("answer to {to} lost: {e}"));
                 return;
             }
         };
@@ -529,12 +748,11 @@ impl Driver {
             token,
             Interest::READABLE | Interest::WRITABLE,
         ) {
+            self.stats.answers_lost += 1;
             warn!("answer to {to} lost: cannot register: {e}");
             return;
         }
-        let deadline = Instant::now() + self.options.answer_timeout;
-        self.timers
-            .push(Reverse((deadline, Timer::AnswerDeadline(token))));
+        self.answers_open += 1;
         self.conns.insert(
             token,
             Conn {
@@ -543,12 +761,13 @@ impl Driver {
                     to,
                     phase: AnswerPhase::Connecting,
                     from_listen_port,
-                    deadline,
                 },
                 inbuf: Vec::new(),
-                outbuf,
+                outbuf: resp,
+                deadline: None,
             },
         );
+        self.set_deadline(token, Instant::now() + self.options.answer_timeout);
     }
 
     fn drive_answer(&mut self, token: Token) {
@@ -559,7 +778,6 @@ impl Driver {
             to,
             phase,
             from_listen_port,
-            ..
         } = conn.kind
         else {
             return;
@@ -572,14 +790,16 @@ impl Driver {
                     set_answer_phase(conn, AnswerPhase::Sending);
                 }
                 Err(e) if from_listen_port && is_address_clash(&e) => {
-                    let conn = self.conns.remove(&token).unwrap();
+                    let mut conn = self.conns.remove(&token).unwrap();
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                    self.answers_open -= 1;
                     debug!("answer to {to}: port clash ({e}), retrying from an ephemeral port");
                     return self.open_answer(to, conn.outbuf, false);
                 }
                 Err(e) => return self.close(token, &format!("connect failed: {e}")),
             }
         }
-        if matches!(current_phase(conn), Some(AnswerPhase::Sending)) {
+        if phase != AnswerPhase::Lingering {
             self.flush(token);
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
@@ -588,13 +808,9 @@ impl Driver {
                 return;
             }
             debug!("answer to {to}: RESP sent");
+            self.stats.answers_sent += 1;
             set_answer_phase(conn, AnswerPhase::Lingering);
-            let deadline = Instant::now() + self.options.answer_linger;
-            if let Kind::Answer { deadline: d, .. } = &mut conn.kind {
-                *d = deadline;
-            }
-            self.timers
-                .push(Reverse((deadline, Timer::AnswerDeadline(token))));
+            self.set_deadline(token, Instant::now() + self.options.answer_linger);
         }
         // Lingering: anything the client sends is ignored; its close ends the answer.
         loop {
@@ -623,28 +839,32 @@ impl Driver {
                         self.dial(index);
                     }
                 }
-                Timer::AnswerDeadline(token) => {
-                    let expired = matches!(
-                        self.conns.get(&token),
-                        Some(Conn { kind: Kind::Answer { deadline, .. }, .. }) if *deadline <= now
-                    );
-                    if expired {
-                        let reason = match self.conns.get(&token).and_then(current_phase) {
-                            Some(AnswerPhase::Lingering) => "client did not close; closing",
-                            _ => "timed out",
-                        };
-                        self.close(token, reason);
-                    }
-                }
+                Timer::Deadline(token) => self.deadline_passed(token, now),
             }
         }
     }
-}
 
-fn current_phase(conn: &Conn) -> Option<AnswerPhase> {
-    match conn.kind {
-        Kind::Answer { phase, .. } => Some(phase),
-        _ => None,
+    fn deadline_passed(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        if conn.deadline.is_none_or(|d| d > now) {
+            return; // a later deadline replaced this one
+        }
+        match conn.kind {
+            Kind::Link { .. } => {
+                if self.servent.role(link_of(token)) == Some(Role::Unidentified) {
+                    let limit = self.options.id_timeout;
+                    self.close(token, &format!("no ID within {limit:?}"));
+                }
+            }
+            Kind::Answer {
+                phase: AnswerPhase::Lingering,
+                ..
+            } => self.close(token, "client did not close; closing"),
+            Kind::Answer { .. } => self.close(token, "timed out"),
+            Kind::Dialling { .. } => self.close(token, "connect timed out"),
+        }
     }
 }
 
@@ -660,4 +880,8 @@ fn is_address_clash(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable
     )
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }

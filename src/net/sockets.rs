@@ -102,3 +102,24 @@ pub fn resolve_v4(text: &str) -> Result<SocketAddrV4, String> {
         .find(|a| a.port() != 0)
         .ok_or_else(|| bad("no IPv4 address with a non-zero port"))
 }
+
+/// Raises the soft limit on open descriptors towards `wanted` (never above the hard
+/// limit). Returns the soft limit now in force.
+pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = (wanted as libc::rlim_t).min(limit.rlim_max);
+    if target > limit.rlim_cur {
+        limit.rlim_cur = target;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur as u64)
+}

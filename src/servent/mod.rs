@@ -67,7 +67,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             seen_lifetime: Duration::from_secs(60),
-            seen_capacity: 1 << 20,
+            seen_capacity: 1 << 18,
         }
     }
 }

@@ -4,6 +4,10 @@
 //! still arrive, not forever. Entries expire after a lifetime and the set holds at
 //! most `capacity` of them (the oldest go first), so memory plateaus under any load.
 //! Time is a parameter: tests move a fake clock instead of sleeping.
+//!
+//! Memory is what bounds this structure under attack, so an entry is small: the 12-byte
+//! id in the set, and the id with a 4-byte expiry (tenths of a second since the cache
+//! was made, good for 13 years) in the queue.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -21,22 +25,35 @@ pub struct QueryId {
 /// A set of recently seen queries, bounded by age and by size.
 #[derive(Debug)]
 pub struct SeenCache {
-    lifetime: Duration,
+    /// Lifetime in ticks (tenths of a second), at least one.
+    lifetime: u32,
     capacity: usize,
+    /// Tick 0: when the cache was made (or first used, if `now` came earlier).
+    epoch: Option<Instant>,
     members: HashSet<QueryId>,
-    /// Members in insertion order, with when each expires. Insertions come with a clock
-    /// that never goes back, so the front is always the next to expire.
-    by_expiry: VecDeque<(Instant, QueryId)>,
+    /// Members in insertion order, with the tick each expires at. Insertions come with
+    /// a clock that never goes back, so the front is always the next to expire.
+    by_expiry: VecDeque<(u32, QueryId)>,
 }
+
+const TICK: Duration = Duration::from_millis(100);
 
 impl SeenCache {
     pub fn new(lifetime: Duration, capacity: usize) -> SeenCache {
+        let ticks = lifetime.as_millis().div_ceil(TICK.as_millis()).max(1);
         SeenCache {
-            lifetime,
+            lifetime: u32::try_from(ticks).unwrap_or(u32::MAX),
             capacity: capacity.max(1),
+            epoch: None,
             members: HashSet::new(),
             by_expiry: VecDeque::new(),
         }
+    }
+
+    fn tick(&mut self, now: Instant) -> u32 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let ticks = now.saturating_duration_since(epoch).as_millis() / TICK.as_millis();
+        u32::try_from(ticks).unwrap_or(u32::MAX)
     }
 
     /// Records `id` as seen at `now`. Returns false if it was already there.
@@ -49,7 +66,8 @@ impl SeenCache {
             self.pop_oldest();
         }
         self.members.insert(id);
-        self.by_expiry.push_back((now + self.lifetime, id));
+        let expiry = self.tick(now).saturating_add(self.lifetime);
+        self.by_expiry.push_back((expiry, id));
         true
     }
 
@@ -67,6 +85,7 @@ impl SeenCache {
 
     /// Forgets every entry whose lifetime is over at `now`.
     pub fn expire(&mut self, now: Instant) {
+        let now = self.tick(now);
         while matches!(self.by_expiry.front(), Some((expiry, _)) if *expiry <= now) {
             self.pop_oldest();
         }
@@ -98,6 +117,15 @@ mod tests {
         assert!(seen.insert(id(1), start));
         assert!(!seen.insert(id(1), start + Duration::from_secs(59)));
         assert!(seen.insert(id(1), start + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn short_lifetimes_still_expire() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_millis(1), 100);
+        assert!(seen.insert(id(1), start));
+        assert!(!seen.insert(id(1), start + Duration::from_millis(50)));
+        assert!(seen.insert(id(1), start + Duration::from_millis(100)));
     }
 
     #[test]
