@@ -114,12 +114,12 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let target = (wanted as libc::rlim_t).min(limit.rlim_max);
+    let target = wanted.min(limit.rlim_max);
     if target > limit.rlim_cur {
         limit.rlim_cur = target;
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
