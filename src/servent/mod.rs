@@ -262,39 +262,32 @@ impl Servent {
         self.actions.push_back(Action::Close { link, reason });
     }
 
-    /// Seen-check shared by both query kinds. `from` is None for a client's request.
-    /// Returns the TTL to forward with, if the query is new and may travel further.
-    fn admit(&mut self, from: Option<LinkId>, flood: &Flood, now: Instant) -> Option<Option<u16>> {
+    /// Seen-check shared by both query kinds: true if the query is new here.
+    /// `from` is None for a client's request.
+    fn admit(&mut self, from: Option<LinkId>, flood: &Flood, now: Instant) -> bool {
         let id = QueryId {
             ip: *flood.client.ip(),
             port: flood.client.port(),
             seq: flood.seq,
         };
-        if !self.seen.insert(id, now) {
-            self.counters.duplicates += 1;
-            debug!(
-                "query {}#{} dropped: duplicate (from {})",
-                flood.client,
-                flood.seq,
-                describe_source(from)
-            );
-            return None;
+        if self.seen.insert(id, now) {
+            return true;
         }
-        // A peer may claim any TTL; nothing it says makes a query travel further than
-        // one we started ourselves.
-        let ttl = flood.ttl.min(INITIAL_TTL);
-        let forward_ttl = match (from, ttl) {
-            (None, _) => Some(ttl),
-            (Some(_), 0) => None,
-            (Some(_), ttl) => Some(ttl - 1),
-        };
-        Some(forward_ttl)
+        self.counters.duplicates += 1;
+        debug!(
+            "query {}#{} dropped: duplicate (from {})",
+            flood.client,
+            flood.seq,
+            describe_source(from)
+        );
+        false
     }
 
     fn handle_key_query(&mut self, from: Option<LinkId>, flood: Flood, now: Instant) {
-        let Some(forward_ttl) = self.admit(from, &flood, now) else {
+        if !self.admit(from, &flood, now) {
             return;
-        };
+        }
+        let forward_ttl = forward_ttl(from, flood.ttl);
         match self.store.get(flood.text.as_bytes()) {
             Some(value) => {
                 debug!(
@@ -322,9 +315,10 @@ impl Servent {
         flood: Flood,
         now: Instant,
     ) {
-        let Some(forward_ttl) = self.admit(from, &flood, now) else {
+        if !self.admit(from, &flood, now) {
             return;
-        };
+        }
+        let forward_ttl = forward_ttl(from, flood.ttl);
         let me = SocketAddr::new(local.ip(), self.listen_port).to_string();
         let mut info = flood.text.as_bytes().to_vec();
         if !info.is_empty() {
@@ -390,6 +384,17 @@ impl Servent {
             except: from,
             frame: kind(Flood { ttl, ..flood }),
         });
+    }
+}
+
+/// The TTL a query goes on with, if it goes on: a client's request leaves with the
+/// initial TTL; a flood is forwarded while its TTL is above 0 (tested before the
+/// decrement, as the seed does). A peer may claim any TTL; nothing it says makes a
+/// query travel further than one we started ourselves.
+fn forward_ttl(from: Option<LinkId>, ttl: u16) -> Option<u16> {
+    match from {
+        None => Some(INITIAL_TTL),
+        Some(_) => ttl.min(INITIAL_TTL).checked_sub(1),
     }
 }
 
