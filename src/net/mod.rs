@@ -8,7 +8,7 @@
 //! operations, and defends the process: connection caps, descriptor exhaustion, slow
 //! readers, unreachable reply addresses, and one peer hogging the loop.
 
-pub mod sockets;
+pub mod sys;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -26,7 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::protocol::{self, Frame};
 use crate::servent::{Action, Direction, LinkId, Role, Servent};
 
-pub use sockets::{listen, raise_fd_limit, resolve_v4, BindError};
+pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(usize::MAX);
@@ -243,12 +243,15 @@ impl Driver {
         })
     }
 
-    /// Makes `run` return when one of `signals` arrives.
+    /// Makes `run` return when one of `signals` arrives. A signal this process was
+    /// started with ignored stays ignored, as shells expect of background jobs.
     pub fn stop_on(&mut self, signals: &[i32]) -> io::Result<()> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         for &signal in signals {
-            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+            if !sys::is_ignored(signal)? {
+                signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+            }
         }
         let mut reader = UnixStream::from_std(reader);
         self.poll
@@ -636,7 +639,7 @@ impl Driver {
 
     fn dial(&mut self, index: usize) {
         let addr = self.neighbours[index].addr;
-        let mut stream = match sockets::connect_from(addr, None) {
+        let mut stream = match sys::connect_from(addr, None) {
             Ok(stream) => stream,
             Err(e) => {
                 debug!("dial {addr} failed: {e}");
@@ -671,7 +674,7 @@ impl Driver {
         let Some(conn) = self.conns.get(&token) else {
             return;
         };
-        match sockets::connect_finished(&conn.stream) {
+        match sys::connect_finished(&conn.stream) {
             Ok(false) => {}
             Ok(true) => {
                 let mut conn = self.conns.remove(&token).unwrap();
@@ -726,7 +729,7 @@ impl Driver {
     /// sees our address; from an ephemeral port when that port cannot be used.
     fn open_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>, from_listen_port: bool) {
         let source = from_listen_port.then_some(self.listen_port);
-        let mut stream = match sockets::connect_from(to, source) {
+        let mut stream = match sys::connect_from(to, source) {
             Ok(stream) => stream,
             Err(e) if from_listen_port => {
                 debug!(
@@ -783,7 +786,7 @@ impl Driver {
             return;
         };
         if phase == AnswerPhase::Connecting {
-            match sockets::connect_finished(&conn.stream) {
+            match sys::connect_finished(&conn.stream) {
                 Ok(false) => return,
                 Ok(true) => {
                     debug!("answer to {to}: connected");

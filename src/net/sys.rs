@@ -1,5 +1,6 @@
-//! Socket set-up that `std` and `mio` cannot express: a listener whose port answer
-//! connections may share, and non-blocking outgoing connects from a chosen port.
+//! What `std` and `mio` cannot express: a listener whose port answer connections may
+//! share, non-blocking outgoing connects from a chosen port, the descriptor limit, and
+//! signal dispositions.
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
@@ -122,4 +123,14 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
         }
     }
     Ok(limit.rlim_cur)
+}
+
+/// Whether `signal` is set to be ignored (as a shell does for background jobs' SIGINT).
+pub fn is_ignored(signal: i32) -> io::Result<bool> {
+    // SAFETY: with a null new action, sigaction only writes the current one into `old`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(old.sa_sigaction == libc::SIG_IGN)
 }

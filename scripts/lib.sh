@@ -1,0 +1,224 @@
+# shellcheck shell=bash
+# Shared helpers for topologia1.sh and topologia2.sh (sourced, not run).
+#
+# They start real servents in the background, each with its stdout and its log
+# (stderr, RUST_LOG=debug) in a private temp dir, drive the client with scripted
+# commands, and check what came back. Every process started here is killed, and the
+# temp dir removed, on exit, on Ctrl-C and on TERM (kept, and named, after a FAIL
+# or with KEEP_LOGS=1).
+#
+# Environment: TIMEOUT (client --timeout, default 1 s), RUST_LOG (default debug),
+# START_TIMEOUT (seconds to wait for a servent to listen or for links, default 10).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SERVENT=$ROOT/target/release/servent
+CLIENT=$ROOT/target/release/client
+TIMEOUT=${TIMEOUT:-1}
+START_TIMEOUT=${START_TIMEOUT:-10}
+export RUST_LOG=${RUST_LOG:-debug}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tp3kv.XXXXXX")
+PORT_LOCKS=${TMPDIR:-/tmp}/tp3kv-port-locks
+PIDS=()           # every servent started, killed by cleanup
+LOCKS=()          # port reservations held, released by cleanup
+FAILS=()          # failed checks
+declare -A PORT   # servent name -> listening port
+declare -A NAME   # "127.0.0.1:port" -> servent name
+
+cleanup() {
+    local pid alive=0 i lock
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in 1 2 3 4 5 6 7 8 9 10; do         # up to 1 s for them to go, then KILL
+        alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        (( alive )) || break
+        sleep 0.1
+    done
+    if (( alive )); then
+        for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
+    wait 2>/dev/null || true
+    for lock in "${LOCKS[@]}"; do rm -rf "$lock"; done
+    if [[ ${KEEP_LOGS:-0} == 1 ]]; then
+        echo "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT
+trap 'echo "terminated" >&2; exit 143' TERM
+
+# Setup went wrong: say why and stop (cleanup runs from the EXIT trap).
+die() {
+    KEEP_LOGS=1
+    echo "FAIL: $*"
+    exit 1
+}
+
+# Build (or check) the release binaries; cargo does nothing if they are fresh.
+build() {
+    if command -v cargo >/dev/null; then
+        cargo build --release --quiet || die "cargo build failed"
+    fi
+    [[ -x $SERVENT && -x $CLIENT ]] || die "no binaries in target/release (cargo missing?)"
+}
+
+# reserve_port VAR: a free port for a servent that is named as a neighbour before
+# it starts. Chosen below the kernel's ephemeral range, so no port-0 socket (or an
+# outgoing connection, which could connect to itself) can take it meanwhile, and
+# locked with mkdir so two runs of these scripts at once never pick the same one.
+reserve_port() {
+    local low _ p tries
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+    (( low > 11024 )) || low=32768
+    mkdir -p "$PORT_LOCKS"
+    for tries in $(seq 50); do
+        p=$(( low - 10000 + RANDOM % 10000 ))
+        # Skip a port any local socket already uses (hex in /proc/net/tcp*).
+        if grep -qi ":$(printf '%04X' "$p") " /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+            continue
+        fi
+        if mkdir "$PORT_LOCKS/$p" 2>/dev/null; then
+            LOCKS+=("$PORT_LOCKS/$p")
+            printf -v "$1" '%s' "$p"
+            return 0
+        fi
+    done
+    die "no free port found to reserve after $tries tries"
+}
+
+# start_servent NAME PORT KVFILE [NEIGHBOUR...]: start a servent in the background
+# (PORT 0: any free port) and wait for its `listening on` line; sets PORT[NAME].
+start_servent() {
+    local name=$1 port=$2 kv=$3 pid line got i
+    shift 3
+    echo "starting $name on port $port with $kv${*:+, neighbours: $*}"
+    "$SERVENT" "$port" "$kv" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    pid=$!
+    PIDS+=("$pid")
+    for (( i = 0; i < START_TIMEOUT * 20; i++ )); do
+        line=$(grep -m1 '^listening on ' "$WORK/$name.out" || true)
+        if [[ -n $line ]]; then
+            got=${line##*:}
+            [[ $port == 0 || $got == "$port" ]] || die "$name listens on $got, not $port"
+            PORT[$name]=$got
+            NAME[127.0.0.1:$got]=$name
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            die "$name exited before listening: $(tail -n 3 "$WORK/$name.log")"
+        fi
+        sleep 0.05
+    done
+    die "$name printed no 'listening on' line in ${START_TIMEOUT}s"
+}
+
+addr() { echo "127.0.0.1:${PORT[$1]}"; }
+
+# count PATTERN FILE: how many lines match the extended regex (0 if none).
+count() { grep -cE -- "$1" "$2" || true; }
+
+# wait_links NAME DEGREE: wait until NAME has DEGREE neighbour links up, counting
+# the ones it dialled ("connected to neighbour") and the ones that dialled it and
+# said ID(0) ("is a neighbour servent").
+wait_links() {
+    local name=$1 degree=$2 i n=0
+    for (( i = 0; i < START_TIMEOUT * 20; i++ )); do
+        n=$(count 'link [0-9]+: (connected to neighbour |.* is a neighbour servent$)' \
+            "$WORK/$name.log")
+        (( n >= degree )) && return 0
+        sleep 0.05
+    done
+    die "$name has $n of its $degree neighbour links after ${START_TIMEOUT}s"
+}
+
+# ask STEP NAME COMMAND...: run a client on servent NAME with these commands (one per
+# line), keep its stdout in $WORK/STEP.out and stderr in $WORK/STEP.err, and print
+# the exchange; each answer is tagged with the servent its IP:PORT belongs to.
+ask() {
+    local step=$1 name=$2 line cmd rc=0
+    shift 2
+    printf '%s\n' "$@" |
+        "$CLIENT" --timeout "$TIMEOUT" "$(addr "$name")" >"$WORK/$step.out" 2>"$WORK/$step.err" ||
+        rc=$?
+    for cmd in "$@"; do printf 'client on %s> %s\n' "$name" "$cmd"; done
+    while IFS= read -r line; do
+        printf '    %s   <- %s\n' "$line" "${NAME[${line##* }]:-unknown servent}"
+    done <"$WORK/$step.out"
+    while IFS= read -r line; do printf '    [stderr] %s\n' "$line"; done <"$WORK/$step.err"
+    (( rc == 0 )) || echo "    [client exit status $rc]"
+}
+
+# kv_value FILE KEY: the value FILE gives KEY, as the servent reads it (first word is
+# the key, the rest trimmed is the value, '#'-first and blank lines skipped, last wins).
+kv_value() {
+    awk -v k="$2" '/^#/ { next } $1 == k { v = $0; sub(/^[ \t]*[^ \t]+[ \t]*/, "", v)
+        sub(/[ \t\r]+$/, "", v); found = 1 } END { if (found) print v }' "$1"
+}
+
+# answer FILE KEY NAME: the client line expected when servent NAME answers KEY.
+answer() { echo "$(kv_value "$1" "$2") $(addr "$3")"; }
+
+# query_id NAME KEY: "ip:port#seq" of the (first) query for KEY in NAME's log.
+query_id() {
+    grep -m1 -oE "query [0-9.]+:[0-9]+#[0-9]+: key \"$2\"" "$WORK/$1.log" |
+        sed -E 's/^query ([^ ]+): .*/\1/' || true
+}
+
+# wait_count N PATTERN FILE: wait (up to 2 s) for N matching lines; print the count.
+# Logs can lag the client's output a little, e.g. a duplicate dropped after the answer.
+wait_count() {
+    local i n
+    for (( i = 0; i < 40; i++ )); do
+        n=$(count "$2" "$3")
+        (( n >= $1 )) && break
+        sleep 0.05
+    done
+    echo "$n"
+}
+
+# Checks: print ok/FAIL lines and remember failures for the verdict.
+pass() { printf '  ok    %s\n' "$1"; }
+fail() { printf '  FAIL  %s\n' "$1"; FAILS+=("$1"); }
+check() { # check DESCRIPTION COMMAND...: pass if the command succeeds
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+same() { [[ $1 == "$2" ]]; }
+
+# expect_answers STEP DESCRIPTION LINE...: the client printed exactly these lines
+# (in any order) on stdout.
+expect_answers() {
+    local step=$1 what=$2
+    shift 2
+    local got want
+    got=$(sort "$WORK/$step.out")
+    want=$(if (( $# )); then printf '%s\n' "$@" | sort; fi)
+    if [[ $got == "$want" ]]; then
+        pass "$what"
+    else
+        fail "$what"
+        printf '        expected: %s\n' "${want:-(nothing)}" | sed '2,$s/^/                  /'
+        printf '        got:      %s\n' "${got:-(nothing)}" | sed '2,$s/^/                  /'
+    fi
+}
+
+# verdict: the final PASS / FAIL line, and the exit status.
+verdict() {
+    echo
+    if (( ${#FAILS[@]} == 0 )); then
+        echo "PASS"
+        exit 0
+    fi
+    local reasons
+    KEEP_LOGS=1
+    printf -v reasons '%s; ' "${FAILS[@]}"
+    echo "FAIL: ${reasons%; }"
+    exit 1
+}

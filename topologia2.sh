@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Topology 2, the line (topologia 2 do relatório: a linha s1–s2–s3–s4–s5–s6):
+#
+#   client - s1 - s2 - s3 - s4 - s5 - s6          each servent names the next one
+#
+# The TTL limit, as the seed has it: s1 sends its flood with TTL 3, s2 forwards
+# with 2, s3 with 1, s4 with 0; s5 receives TTL 0, answers if it can, and forwards
+# nothing; s6 never hears of any query. The servents start in a mixed order: the
+# odd ones first, on any free port (0), each naming its even successor, which does
+# not exist yet (ports reserved in advance; they keep redialling); then the even
+# ones, each naming its odd successor, already running.
+#
+# The client, one run per command so each answer belongs to one question, asks:
+#   ? ntp     only s5 has it: one answer, from s5; s5's log shows it got TTL 0,
+#             answered, and did not forward
+#   ? gopher  only s6 has it: no answer, and s6's log shows no KEYFLOOD ever arrived
+#   T         exactly 5 answers, s1..s5, each with its path from s1; not s6
+#   ? http    s1, s3, s5 and s6 have it: answers from s1, s3, s5, none from s6
+# Data: data/line/*.kv (see data/README.md). Ends with PASS or FAIL: <reason>.
+# TIMEOUT=4 ./topologia2.sh waits as long as the assignment's client (default 1 s).
+
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
+DATA=data/line
+
+echo "== Topology 2: line s1-s2-s3-s4-s5-s6 (client timeout ${TIMEOUT}s) =="
+build
+reserve_port P2
+reserve_port P4
+reserve_port P6
+
+start_servent s1 0 $DATA/s1.kv "127.0.0.1:$P2"
+start_servent s3 0 $DATA/s3.kv "127.0.0.1:$P4"
+start_servent s5 0 $DATA/s5.kv "127.0.0.1:$P6"
+start_servent s2 "$P2" $DATA/s2.kv "$(addr s3)"
+start_servent s4 "$P4" $DATA/s4.kv "$(addr s5)"
+start_servent s6 "$P6" $DATA/s6.kv
+for s in s1 s6; do wait_links $s 1; done
+for s in s2 s3 s4 s5; do wait_links $s 2; done
+links=$(for s in s1 s2 s3 s4 s5 s6; do printf "%s=%s " $s "$(addr $s)"; done)
+echo "all links up: ${links% }"
+echo
+
+ask ntp s1 "? ntp"
+ask gopher s1 "? gopher"
+ask topo s1 "T"
+ask http s1 "? http"
+
+echo
+echo "checks:"
+expect_answers ntp "? ntp: exactly one answer, from s5" "$(answer $DATA/s5.kv ntp s5)"
+
+# s5's story for that query, found by its id (client ip:port#seq) in s1's log.
+id=$(query_id s1 ntp)
+check "s1 logged the ntp query (id ${id:-?})" test -n "$id"
+client=${id%#*} seq=${id##*#}
+S5=$WORK/s5.log
+n=$(count "received KeyFlood\(Flood \{ ttl: 0, seq: $seq, client: $client," "$S5")
+check "s5 received the ntp query once, with TTL 0 (got $n)" same "$n" 1
+n=$(count "query $id: key \"ntp\" found, answering" "$S5")
+check "s5 answered it (got $n)" same "$n" 1
+n=$(count "query $id: TTL 0, not forwarded" "$S5")
+check "s5 did not forward it: 'TTL 0, not forwarded' (got $n)" same "$n" 1
+n=$(count "query $id: forwarding" "$S5")
+check "s5 logged no forwarding of it (got $n)" same "$n" 0
+
+expect_answers gopher "? gopher: no answer (only s6 has it)"
+check "? gopher: the client says 'no answer received'" \
+    grep -q "no answer received" "$WORK/gopher.err"
+
+# T: each servent on the path answers with the path from s1 to itself.
+path=""
+want=()
+for s in s1 s2 s3 s4 s5; do
+    path="${path:+$path }$(addr $s)"
+    want+=("$path $(addr $s)")
+done
+expect_answers topo "T: exactly 5 answers, s1..s5, each with its path from s1" "${want[@]}"
+
+expect_answers http "? http: answers from s1, s3, s5; none from s6" \
+    "$(answer $DATA/s1.kv http s1)" \
+    "$(answer $DATA/s3.kv http s3)" \
+    "$(answer $DATA/s5.kv http s5)"
+
+# s6 heard nothing at all: every query of this run died at s5.
+n=$(count "received (KeyFlood|TopoFlood)" "$WORK/s6.log")
+check "s6 never received a KEYFLOOD or TOPOFLOOD (got $n)" same "$n" 0
+n=$(count "received KeyFlood\(Flood \{ ttl: 0," "$S5")
+check "s5 received all 3 key queries with TTL 0 (got $n)" same "$n" 3
+
+for s in s1 s2 s3 s4 s5 s6; do
+    n=$(count ' (WARN|ERROR) ' "$WORK/$s.log")
+    check "$s logged no warning or error (got $n)" same "$n" 0
+done
+verdict
