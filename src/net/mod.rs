@@ -185,6 +185,7 @@ pub struct Driver {
     read_buf: Box<[u8]>,
     /// One flood encoded once, then copied into each neighbour's outbox.
     frame_buf: Vec<u8>,
+    flood_targets: Vec<LinkId>,
     stats: Stats,
     refused_log: Throttle,
     lost_log: Throttle,
@@ -237,6 +238,7 @@ impl Driver {
             stop: false,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
+            flood_targets: Vec::new(),
             stats: Stats::default(),
             refused_log: Throttle::default(),
             lost_log: Throttle::default(),
@@ -525,11 +527,17 @@ impl Driver {
                 Action::Flood { except, frame } => {
                     self.frame_buf.clear();
                     frame.encode(&mut self.frame_buf);
-                    for index in 0..self.servent.neighbours().len() {
-                        let link = self.servent.neighbours()[index];
-                        if Some(link) == except {
-                            continue;
-                        }
+                    // Sending may drop a neighbour (a write error, a full outbox), which
+                    // changes the servent's list: walk a copy, kept to avoid allocating.
+                    let mut targets = std::mem::take(&mut self.flood_targets);
+                    targets.clear();
+                    targets.extend(
+                        self.servent
+                            .neighbours()
+                            .iter()
+                            .filter(|&&n| Some(n) != except),
+                    );
+                    for &link in &targets {
                         let token = Token(link as usize);
                         if let Some(conn) = self.conns.get_mut(&token) {
                             debug!("link {link}: sending {frame:?}");
@@ -538,6 +546,7 @@ impl Driver {
                             self.flush(token);
                         }
                     }
+                    self.flood_targets = targets;
                 }
                 Action::Answer { to, frame } => self.queue_answer(to, frame.to_bytes()),
                 Action::Close { link, reason } => self.close(Token(link as usize), &reason),

@@ -289,3 +289,58 @@ pub fn wait_links(node: &Node, count: usize) {
         },
     );
 }
+
+/// As [`servent_with`], with everything chosen: the listening port (0: any), the
+/// neighbours as `ip:port` text (they need not be running yet), and the `RUST_LOG`
+/// level (heavy tests use `warn` or `info`; `debug` logs every frame).
+pub fn servent_at(
+    dir: &TempDir,
+    tag: &str,
+    port: u16,
+    store: &str,
+    neighbours: &[String],
+    extra: &[&str],
+    log_level: &str,
+) -> Node {
+    let file = dir.file(&format!("{tag}.kv"), store);
+    let mut command = Command::new(SERVENT);
+    command
+        .env("RUST_LOG", log_level)
+        .args(extra)
+        .arg(port.to_string())
+        .arg(&file)
+        .args(neighbours);
+    start_node(command, dir, tag)
+}
+
+impl Node {
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.child.id());
+    }
+
+    /// Waits up to `limit` for the process to exit, returning its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its resident set size in KiB, from `/proc/<pid>/status` (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
