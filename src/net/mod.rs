@@ -8,10 +8,11 @@
 //! operations, and defends the process: connection caps, descriptor exhaustion, slow
 //! readers, unreachable reply addresses, and one peer hogging the loop.
 
+pub mod answers;
 pub mod sys;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4};
@@ -25,6 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::protocol::{self, Frame};
 use crate::servent::{Action, Direction, LinkId, Role, Servent};
+use answers::{AnswerScheduler, Submitted};
 
 pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
 
@@ -42,7 +44,8 @@ pub struct Options {
     /// After the RESP is out, how long to wait for the client to close first (so the
     /// client, not us, holds the TIME_WAIT and our port can answer it again at once).
     pub answer_linger: Duration,
-    /// Answer connections open at once; more wait in a queue.
+    /// Answer connections open at once; more wait in a queue. Answers to one reply
+    /// address also wait for each other (see [`answers`]).
     pub max_answers: usize,
     /// Answers waiting for a free slot; past this they are dropped (and logged).
     pub answer_queue: usize,
@@ -132,6 +135,28 @@ struct Conn {
 enum Timer {
     Redial(usize),
     Deadline(Token),
+    RetryAnswer(Token),
+}
+
+/// Where an answer connection leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Our listening port, so the client sees which servent answered; `attempt`
+    /// counts the tries that found the port pair still busy.
+    ListenPort { attempt: u32 },
+    /// Any port: the fallback.
+    Ephemeral,
+}
+
+const ANSWER_RETRIES: u32 = 5;
+const ANSWER_RETRY_DELAY: Duration = Duration::from_millis(1);
+
+impl Source {
+    const FIRST: Source = Source::ListenPort { attempt: 0 };
+
+    fn may_retry(self) -> bool {
+        matches!(self, Source::ListenPort { attempt } if attempt < ANSWER_RETRIES)
+    }
 }
 
 /// Logs a repeating warning at most once a second, counting what it held back.
@@ -173,8 +198,9 @@ pub struct Driver {
     neighbours: Vec<Neighbour>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     inbound: usize,
-    answers_open: usize,
-    answers_waiting: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    answers: AnswerScheduler,
+    /// Answers waiting to retry their connect from our port: (to, RESP, attempts).
+    retrying: HashMap<Token, (SocketAddrV4, Vec<u8>, u32)>,
     /// Links that stopped reading with data left, to be served again next turn.
     still_readable: Vec<Token>,
     /// A descriptor held in reserve: when accept fails for lack of descriptors, it is
@@ -211,6 +237,7 @@ impl Driver {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_port = listener.local_addr()?.port();
+        let answers = AnswerScheduler::new(options.max_answers, options.answer_queue);
         let neighbours = neighbours
             .into_iter()
             .map(|addr| Neighbour {
@@ -230,8 +257,8 @@ impl Driver {
             neighbours,
             timers: BinaryHeap::new(),
             inbound: 0,
-            answers_open: 0,
-            answers_waiting: VecDeque::new(),
+            answers,
+            retrying: HashMap::new(),
             still_readable: Vec::new(),
             spare_fd: spare_fd(),
             signals: None,
@@ -630,8 +657,7 @@ impl Driver {
                         format_args!("answer to {to} lost: {reason}"),
                     );
                 }
-                self.answers_open -= 1;
-                self.start_waiting_answers();
+                self.answer_done(to);
             }
         }
     }
@@ -706,52 +732,82 @@ impl Driver {
         }
     }
 
-    /// Sends an answer now if a slot is free, else queues it (or drops it, logged, if
-    /// the queue is full too).
+    /// Sends an answer now if the scheduler allows, else queues it (or drops it,
+    /// logged, if too many are waiting).
     fn queue_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>) {
-        if self.answers_open < self.options.max_answers {
-            return self.open_answer(to, resp, true);
+        match self.answers.submit(to, resp) {
+            Submitted::Open(resp) => {
+                if !self.open_answer(to, resp, Source::FIRST) {
+                    self.answer_done(to);
+                }
+            }
+            Submitted::Queued => debug!(
+                "answer to {to}: queued ({} open, {} waiting)",
+                self.answers.open(),
+                self.answers.queued()
+            ),
+            Submitted::Dropped => {
+                self.stats.answers_lost += 1;
+                let waiting = self.answers.queued();
+                self.lost_log.warn(
+                    Instant::now(),
+                    format_args!("answer to {to} dropped: {waiting} answers already waiting"),
+                );
+            }
         }
-        if self.answers_waiting.len() >= self.options.answer_queue {
-            self.stats.answers_lost += 1;
-            let waiting = self.answers_waiting.len();
-            self.lost_log.warn(
-                Instant::now(),
-                format_args!("answer to {to} dropped: {waiting} answers already waiting"),
-            );
-            return;
-        }
-        debug!("answer to {to}: queued behind {} open", self.answers_open);
-        self.answers_waiting.push_back((to, resp));
     }
 
-    fn start_waiting_answers(&mut self) {
-        while self.answers_open < self.options.max_answers {
-            let Some((to, resp)) = self.answers_waiting.pop_front() else {
-                return;
-            };
-            self.open_answer(to, resp, true);
+    /// An answer connection to `to` is over: open what was waiting for it or its slot.
+    fn answer_done(&mut self, to: SocketAddrV4) {
+        let mut next = self.answers.finished(to).map(|resp| (to, resp));
+        while let Some((to, resp)) = next.take().or_else(|| self.answers.next_ready()) {
+            if !self.open_answer(to, resp, Source::FIRST) {
+                next = self.answers.finished(to).map(|resp| (to, resp));
+            }
         }
     }
 
     /// Opens an answer connection, from our listening port when possible so the client
-    /// sees our address; from an ephemeral port when that port cannot be used.
-    fn open_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>, from_listen_port: bool) {
-        let source = from_listen_port.then_some(self.listen_port);
-        let mut stream = match sys::connect_from(to, source) {
+    /// sees our address; from an ephemeral port when that port cannot be used. Returns
+    /// false if the answer was lost at once (no connection to wait for).
+    ///
+    /// The port pair may still be held for a moment by the previous answer to the same
+    /// client (closed, waiting for its last ACK): then the connect is retried from our
+    /// port on the next loop turn, then a few times 1, 2, 4, 8 ms apart, before the
+    /// fallback.
+    fn open_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>, source: Source) -> bool {
+        let from_listen_port = matches!(source, Source::ListenPort { .. });
+        let mut stream = match sys::connect_from(to, from_listen_port.then_some(self.listen_port)) {
             Ok(stream) => stream,
+            Err(e) if is_address_clash(&e) && source.may_retry() => {
+                let Source::ListenPort { attempt } = source else {
+                    unreachable!("only the listening port is retried")
+                };
+                // The first retry waits only for the next loop turn: by then the
+                // kernel has usually taken the last ACK of the previous connection.
+                let delay = match attempt {
+                    0 => Duration::ZERO,
+                    n => ANSWER_RETRY_DELAY * 2u32.pow(n - 1),
+                };
+                debug!("answer to {to}: port pair busy ({e}), retrying in {delay:?}");
+                let token = self.fresh_token();
+                self.retrying.insert(token, (to, resp, attempt + 1));
+                self.timers
+                    .push(Reverse((Instant::now() + delay, Timer::RetryAnswer(token))));
+                return true;
+            }
             Err(e) if from_listen_port => {
                 debug!(
                     "answer to {to}: cannot use port {} ({e}), using an ephemeral port",
                     self.listen_port
                 );
-                return self.open_answer(to, resp, false);
+                return self.open_answer(to, resp, Source::Ephemeral);
             }
             Err(e) => {
                 self.stats.answers_lost += 1;
                 self.lost_log
                     .warn(Instant::now(), format_args!("answer to {to} lost: {e}"));
-                return;
+                return false;
             }
         };
         let token = self.fresh_token();
@@ -762,9 +818,8 @@ impl Driver {
         ) {
             self.stats.answers_lost += 1;
             warn!("answer to {to} lost: cannot register: {e}");
-            return;
+            return false;
         }
-        self.answers_open += 1;
         self.conns.insert(
             token,
             Conn {
@@ -780,6 +835,7 @@ impl Driver {
             },
         );
         self.set_deadline(token, Instant::now() + self.options.answer_timeout);
+        true
     }
 
     fn drive_answer(&mut self, token: Token) {
@@ -804,9 +860,11 @@ impl Driver {
                 Err(e) if from_listen_port && is_address_clash(&e) => {
                     let mut conn = self.conns.remove(&token).unwrap();
                     let _ = self.poll.registry().deregister(&mut conn.stream);
-                    self.answers_open -= 1;
                     debug!("answer to {to}: port clash ({e}), retrying from an ephemeral port");
-                    return self.open_answer(to, conn.outbuf, false);
+                    if !self.open_answer(to, conn.outbuf, Source::Ephemeral) {
+                        self.answer_done(to);
+                    }
+                    return;
                 }
                 Err(e) => return self.close(token, &format!("connect failed: {e}")),
             }
@@ -852,6 +910,13 @@ impl Driver {
                     }
                 }
                 Timer::Deadline(token) => self.deadline_passed(token, now),
+                Timer::RetryAnswer(token) => {
+                    if let Some((to, resp, attempt)) = self.retrying.remove(&token) {
+                        if !self.open_answer(to, resp, Source::ListenPort { attempt }) {
+                            self.answer_done(to);
+                        }
+                    }
+                }
             }
         }
     }
