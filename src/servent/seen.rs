@@ -66,7 +66,8 @@ impl SeenCache {
             self.pop_oldest();
         }
         self.members.insert(id);
-        let expiry = self.tick(now).saturating_add(self.lifetime);
+        // Ticks round `now` down; one more keeps the id for at least the whole lifetime.
+        let expiry = self.tick(now).saturating_add(self.lifetime + 1);
         self.by_expiry.push_back((expiry, id));
         true
     }
@@ -116,7 +117,8 @@ mod tests {
         let mut seen = SeenCache::new(Duration::from_secs(60), 100);
         assert!(seen.insert(id(1), start));
         assert!(!seen.insert(id(1), start + Duration::from_secs(59)));
-        assert!(seen.insert(id(1), start + Duration::from_secs(60)));
+        assert!(!seen.insert(id(1), start + Duration::from_millis(60_050)));
+        assert!(seen.insert(id(1), start + Duration::from_millis(60_100)));
     }
 
     #[test]
@@ -125,7 +127,7 @@ mod tests {
         let mut seen = SeenCache::new(Duration::from_millis(1), 100);
         assert!(seen.insert(id(1), start));
         assert!(!seen.insert(id(1), start + Duration::from_millis(50)));
-        assert!(seen.insert(id(1), start + Duration::from_millis(100)));
+        assert!(seen.insert(id(1), start + Duration::from_millis(200)));
     }
 
     #[test]
