@@ -647,6 +647,7 @@ impl Machine {
         let config = Config {
             seen_lifetime: lifetime,
             seen_capacity: case.capacity,
+            ..Config::default()
         };
         let mut machine = Machine {
             servent: Servent::new(store.clone(), LISTEN_PORT, config),

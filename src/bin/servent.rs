@@ -28,6 +28,10 @@ struct Args {
     /// IPv4 address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     listen_ip: Ipv4Addr,
+    /// The address other hosts reach this servent at, named in topology answers and
+    /// in floods for clients on loopback (default: the address each link shows).
+    #[arg(long)]
+    advertise: Option<Ipv4Addr>,
     /// Seconds a handled query is remembered, to drop its later copies.
     #[arg(long, default_value_t = 60.0)]
     seen_lifetime: f64,
@@ -76,6 +80,7 @@ fn run(args: Args) -> Result<String> {
     let config = Config {
         seen_lifetime: seconds("seen-lifetime", args.seen_lifetime)?,
         seen_capacity: args.seen_capacity,
+        advertise: args.advertise,
     };
     let mut options = Options {
         max_connections: args.max_connections,

@@ -8,7 +8,7 @@
 pub mod seen;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -61,6 +61,9 @@ pub struct Config {
     pub seen_lifetime: Duration,
     /// The most queries remembered at once; the oldest are forgotten first.
     pub seen_capacity: usize,
+    /// The address other hosts reach this servent at, when the addresses its links
+    /// show are not it (a multi-homed or NATed host).
+    pub advertise: Option<Ipv4Addr>,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
         Config {
             seen_lifetime: Duration::from_secs(60),
             seen_capacity: 1 << 18,
+            advertise: None,
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Servent {
     seen: SeenCache,
     /// The port this servent listens on, which its topology entries name.
     listen_port: u16,
+    advertise: Option<Ipv4Addr>,
     actions: VecDeque<Action>,
     counters: Counters,
 }
@@ -114,6 +119,7 @@ impl Servent {
             neighbours: Vec::new(),
             seen: SeenCache::new(config.seen_lifetime, config.seen_capacity),
             listen_port,
+            advertise: config.advertise,
             actions: VecDeque::new(),
             counters: Counters::default(),
         }
@@ -185,6 +191,7 @@ impl Servent {
             }
             (Role::Client { reply }, Frame::KeyReq { seq, key }) => {
                 self.counters.requests += 1;
+                let reply = self.reachable_reply(reply, local);
                 let flood = Flood {
                     ttl: INITIAL_TTL,
                     seq,
@@ -195,6 +202,7 @@ impl Servent {
             }
             (Role::Client { reply }, Frame::TopoReq { seq }) => {
                 self.counters.requests += 1;
+                let reply = self.reachable_reply(reply, local);
                 let flood = Flood {
                     ttl: INITIAL_TTL,
                     seq,
@@ -248,6 +256,45 @@ impl Servent {
 
     pub fn seen_len(&self) -> usize {
         self.seen.len()
+    }
+
+    /// This servent's address as other hosts can reach it, given the local address of
+    /// the link a request came on: `--advertise` if set; the link's address unless it
+    /// is loopback; else the address a neighbour on another host knows us by, if any
+    /// (a client on loopback must not make us name ourselves 127.0.0.1 to the world).
+    fn reachable_ip(&self, local: IpAddr) -> IpAddr {
+        if let Some(ip) = self.advertise {
+            return IpAddr::V4(ip);
+        }
+        if !local.is_loopback() {
+            return local;
+        }
+        self.neighbours
+            .iter()
+            .filter_map(|n| self.links.get(n))
+            .map(|l| l.local.ip())
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .unwrap_or(local)
+    }
+
+    /// The reply address to put in floods for a client on `local`'s link. A client
+    /// on loopback listens on every interface of this host, so it is reachable at our
+    /// own reachable address; its 127.0.0.1 would mean "yourself" to a neighbour
+    /// on another host.
+    fn reachable_reply(&self, reply: SocketAddrV4, local: SocketAddr) -> SocketAddrV4 {
+        if !reply.ip().is_loopback() {
+            return reply;
+        }
+        match self.reachable_ip(local.ip()) {
+            IpAddr::V4(ip) if ip != *reply.ip() => {
+                debug!(
+                    "client {reply} is on loopback: floods name it as {ip}:{}",
+                    reply.port()
+                );
+                SocketAddrV4::new(ip, reply.port())
+            }
+            _ => reply,
+        }
     }
 
     fn set_role(&mut self, link: LinkId, role: Role) {
@@ -319,7 +366,7 @@ impl Servent {
             return;
         }
         let forward_ttl = forward_ttl(from, flood.ttl);
-        let me = SocketAddr::new(local.ip(), self.listen_port).to_string();
+        let me = SocketAddr::new(self.reachable_ip(local.ip()), self.listen_port).to_string();
         let mut info = flood.text.as_bytes().to_vec();
         if !info.is_empty() {
             info.push(b' ');
