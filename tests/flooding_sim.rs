@@ -353,3 +353,70 @@ fn a_client_cannot_pose_as_a_servent_later() {
     assert_eq!(net.closed.len(), 1);
     assert_eq!(net.nodes[0].neighbours().len(), 2);
 }
+
+#[test]
+fn a_loopback_client_is_named_by_an_address_the_neighbours_reach() {
+    let mut net = line_of_6();
+    let client = net.attach_loopback_client(0, 7000);
+    net.lookup(client, 1, "k2");
+    // s1 is 10.0.0.1 to its neighbour: the flood names the client there, not 127.0.0.1.
+    let expected = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 7000);
+    let Frame::KeyFlood(flood) = &net.received_by(1, 1)[0].frame else {
+        panic!("{:?}", net.delivered)
+    };
+    assert_eq!(flood.client, expected);
+    assert_eq!(net.answerers(1), vec![2]);
+    assert_eq!(net.answers[0].to, expected);
+
+    // The topology names s1 by that address too, never 127.0.0.1.
+    net.topology(client, 2);
+    let own = net
+        .answers
+        .iter()
+        .find(|a| a.seq == 2 && a.from == 0)
+        .unwrap();
+    assert_eq!(own.value, "10.0.0.1:5000");
+    assert!(net.answers.iter().all(|a| !a.value.contains("127.0.0.1")));
+    // A copy coming back round is recognised: s1 handled the query once.
+    assert_eq!(net.answers.iter().filter(|a| a.seq == 2).count(), 5);
+}
+
+#[test]
+fn everything_on_one_host_stays_on_loopback() {
+    // No neighbours: nobody else to reach the client, so 127.0.0.1 is right.
+    let mut net = Network::new(&["k v"]);
+    let client = net.attach_loopback_client(0, 7000);
+    net.lookup(client, 1, "k");
+    assert_eq!(
+        net.answers[0].to,
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000)
+    );
+    net.topology(client, 2);
+    assert_eq!(net.answers[1].value, "127.0.0.1:5000");
+}
+
+#[test]
+fn advertise_overrides_every_address() {
+    let store = tp3kv::store::Store::parse(b"k v").unwrap();
+    let config = tp3kv::servent::Config {
+        advertise: Some(Ipv4Addr::new(203, 0, 113, 7)),
+        ..Default::default()
+    };
+    let mut servent = tp3kv::servent::Servent::new(store, 5000, config);
+    let local = "127.0.0.1:5000".parse().unwrap();
+    let peer = "127.0.0.1:40000".parse().unwrap();
+    servent.handle_link_up(1, tp3kv::servent::Direction::Inbound, local, peer);
+    let now = std::time::Instant::now();
+    servent.handle_frame(1, Frame::Id { port: 7000 }, now);
+    servent.handle_frame(1, Frame::TopoReq { seq: 3 }, now);
+    let action = servent.poll_action().unwrap();
+    let tp3kv::servent::Action::Answer {
+        to,
+        frame: Frame::Resp { value, .. },
+    } = action
+    else {
+        panic!("{action:?}")
+    };
+    assert_eq!(to, SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 7000));
+    assert_eq!(value.to_lossy(), "203.0.113.7:5000");
+}

@@ -136,6 +136,19 @@ impl Network {
         ClientId { node, link, reply }
     }
 
+    /// Attaches a client on the servent's own host: it connects over loopback and its
+    /// answers go to `127.0.0.1:reply_port`.
+    pub fn attach_loopback_client(&mut self, node: NodeId, reply_port: u16) -> ClientId {
+        let link = self.fresh_link();
+        let reply = SocketAddrV4::new(Ipv4Addr::LOCALHOST, reply_port);
+        let local = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, addr_of(node).port()));
+        let peer = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40000));
+        self.nodes[node].handle_link_up(link, Direction::Inbound, local, peer);
+        self.nodes[node].handle_frame(link, Frame::Id { port: reply_port }, self.now);
+        self.collect(node);
+        ClientId { node, link, reply }
+    }
+
     /// Opens a connection to `node` that has not said what it is yet.
     pub fn open_unidentified(&mut self, node: NodeId) -> ClientId {
         let link = self.fresh_link();
