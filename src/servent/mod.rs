@@ -190,25 +190,11 @@ impl Servent {
                 debug!("link {link}: repeated ID(0) from neighbour {peer} ignored");
             }
             (Role::Client { reply }, Frame::KeyReq { seq, key }) => {
-                self.counters.requests += 1;
-                let reply = self.reachable_reply(reply, local);
-                let flood = Flood {
-                    ttl: INITIAL_TTL,
-                    seq,
-                    client: reply,
-                    text: key,
-                };
+                let flood = self.client_query(reply, local, seq, key);
                 self.handle_key_query(None, flood, now);
             }
             (Role::Client { reply }, Frame::TopoReq { seq }) => {
-                self.counters.requests += 1;
-                let reply = self.reachable_reply(reply, local);
-                let flood = Flood {
-                    ttl: INITIAL_TTL,
-                    seq,
-                    client: reply,
-                    text: Text::default(),
-                };
+                let flood = self.client_query(reply, local, seq, Text::default());
                 self.handle_topology_query(None, local, flood, now);
             }
             (Role::Servent, Frame::KeyFlood(flood)) => {
@@ -256,6 +242,24 @@ impl Servent {
 
     pub fn seen_len(&self) -> usize {
         self.seen.len()
+    }
+
+    /// A client's request as the flood it starts: the initial TTL, and the client's
+    /// reply address as the network can reach it.
+    fn client_query(
+        &mut self,
+        reply: SocketAddrV4,
+        local: SocketAddr,
+        seq: u32,
+        text: Text,
+    ) -> Flood {
+        self.counters.requests += 1;
+        Flood {
+            ttl: INITIAL_TTL,
+            seq,
+            client: self.reachable_reply(reply, local),
+            text,
+        }
     }
 
     /// This servent's address as other hosts can reach it, given the local address of
