@@ -456,7 +456,11 @@ const STORE: &str = "k1 v1\nk2 value two\nk3 v3\n";
 const KEYS: [&str; 5] = ["k1", "k2", "k3", "nope", ""];
 const CLIENT_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 9, 9, 1), Ipv4Addr::new(10, 9, 9, 2)];
 const CLIENT_PORTS: [u16; 2] = [7000, 7001];
-const LOCAL_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 168, 7, 1)];
+const LOCAL_IPS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(10, 0, 0, 1),
+    Ipv4Addr::new(192, 168, 7, 1),
+    Ipv4Addr::LOCALHOST,
+];
 /// A link id the servent never heard of.
 const UNKNOWN_LINK: LinkId = 9999;
 
@@ -628,6 +632,23 @@ struct Machine {
     store: Store,
     capacity: usize,
     now: Instant,
+}
+
+impl Machine {
+    /// How the servent names itself to other hosts: the link's own address, unless that
+    /// is loopback and a neighbour link shows a non-loopback IPv4 address (the first,
+    /// in the order the neighbours came up).
+    fn reachable_ip(&self, local: IpAddr) -> IpAddr {
+        if !local.is_loopback() {
+            return local;
+        }
+        self.neighbours
+            .iter()
+            .filter_map(|n| self.links.iter().find(|l| l.id == *n))
+            .map(|l| l.local.ip())
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .unwrap_or(local)
+    }
 }
 
 fn drain(servent: &mut Servent) -> Vec<Action> {
@@ -893,7 +914,9 @@ impl Machine {
                     expected.extend(forward(flood.text.clone(), Frame::KeyFlood));
                 }
                 QueryKind::Topology => {
-                    let me = SocketAddr::new(self.links[at].local.ip(), LISTEN_PORT).to_string();
+                    let me =
+                        SocketAddr::new(self.reachable_ip(self.links[at].local.ip()), LISTEN_PORT)
+                            .to_string();
                     let mut info = flood.text.as_bytes().to_vec();
                     if !info.is_empty() {
                         info.push(b' ');
