@@ -1,0 +1,320 @@
+//! Servents on separate "hosts": each host is a Linux network namespace with its own
+//! address 10.77.0.K/24 on a veth into a bridge, and the bridge lives in a namespace
+//! of its own, so every test gets a private network and the same addresses can be
+//! reused by tests running in parallel. Needs root and iproute2 (`ip`): without them
+//! these tests fail, loudly, rather than skip.
+//!
+//! The servents and clients are the debug binaries, run as `ip netns exec NS ...`.
+//! Everything a test creates (processes, namespaces) is removed when its [`Net`] is
+//! dropped, whether the test passed or panicked.
+
+mod common;
+
+use common::{run_process, start_node, wait_for, ClientRun, Node, TempDir, CLIENT, SERVENT};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Every servent listens on this port, on its own host.
+const PORT: u16 = 5000;
+
+/// The address of host `k` (1-based) inside a test's network.
+fn host_ip(k: usize) -> String {
+    format!("10.77.0.{k}")
+}
+
+/// `10.77.0.K:5000`, host `k`'s servent as the other hosts reach it.
+fn host_addr(k: usize) -> String {
+    format!("{}:{PORT}", host_ip(k))
+}
+
+/// Runs `ip ARGS`, panicking with a clear message if it cannot.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "netns tests need iproute2: cannot run `ip {}`: {e}",
+            args.join(" ")
+        )
+    });
+    assert!(
+        out.status.success(),
+        "netns tests need root and network namespaces: `ip {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// A private network of `hosts` namespaces joined by a bridge, and the servents
+/// running in them. Dropping it kills the servents and deletes the namespaces.
+struct Net {
+    prefix: String,
+    /// Namespaces created so far, bridge first; deleted at drop.
+    namespaces: Vec<String>,
+    /// The servent of each host (index k-1), if running.
+    nodes: Vec<Option<Node>>,
+    dir: TempDir,
+}
+
+impl Net {
+    fn new(hosts: usize) -> Net {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let prefix = format!(
+            "tp3-{}t{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        // Built empty first, so a failure half-way still cleans up at drop.
+        let mut net = Net {
+            namespaces: Vec::new(),
+            nodes: (0..hosts).map(|_| None).collect(),
+            dir: TempDir::new(&prefix),
+            prefix,
+        };
+        let bridge = format!("{}-br", net.prefix);
+        ip(&["netns", "add", &bridge]);
+        net.namespaces.push(bridge.clone());
+        ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &bridge, "link", "set", "br0", "up"]);
+        for k in 1..=hosts {
+            let ns = net.ns(k);
+            ip(&["netns", "add", &ns]);
+            net.namespaces.push(ns.clone());
+            let veth = format!("veth{k}");
+            ip(&[
+                "-n", &bridge, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ]);
+            ip(&["-n", &bridge, "link", "set", &veth, "master", "br0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", host_ip(k)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        }
+        net
+    }
+
+    /// The namespace of host `k`.
+    fn ns(&self, k: usize) -> String {
+        format!("{}-h{k}", self.prefix)
+    }
+
+    /// Starts host `k`'s servent on port 5000 with `store`, naming `neighbours`
+    /// (host numbers), and waits for it to listen.
+    fn start(&mut self, k: usize, store: &str, neighbours: &[usize]) {
+        let file = self.dir.file(&format!("h{k}.kv"), store);
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.ns(k), SERVENT])
+            .env("RUST_LOG", "debug")
+            .arg(PORT.to_string())
+            .arg(&file)
+            .args(neighbours.iter().map(|&n| host_addr(n)));
+        let node = start_node(command, &self.dir, &format!("h{k}"));
+        assert_eq!(
+            node.addr.to_string(),
+            format!("0.0.0.0:{PORT}"),
+            "h{k} listens elsewhere"
+        );
+        self.nodes[k - 1] = Some(node);
+    }
+
+    fn node(&self, k: usize) -> &Node {
+        self.nodes[k - 1]
+            .as_ref()
+            .unwrap_or_else(|| panic!("h{k} not running"))
+    }
+
+    /// Its links up so far, dialled or accepted.
+    fn links(&self, k: usize) -> usize {
+        let log = self.node(k).log();
+        log.matches("connected to neighbour").count()
+            + log.matches("is a neighbour servent").count()
+    }
+
+    /// Waits until host `k` has `count` neighbour links up.
+    fn wait_links(&self, k: usize, count: usize) {
+        wait_for(&format!("{count} links on h{k}"), || self.links(k) >= count);
+    }
+
+    /// A client in host `k`'s namespace against `servent` (ip:port), fed `input`.
+    fn client(&self, k: usize, servent: &str, input: &str) -> ClientRun {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.ns(k), CLIENT])
+            .args(["--timeout", common::CLIENT_TIMEOUT])
+            .arg(servent);
+        run_process(command, input, Duration::from_secs(60))
+    }
+
+    /// Three hosts in a line h1–h2–h3 (h1 names h2, h2 names h3), each holding
+    /// `all all-from-hK`, h3 also `k3 value`, with every link up.
+    fn line3() -> Net {
+        let mut net = Net::new(3);
+        net.start(1, "all all-from-h1\n", &[2]);
+        net.start(2, "all all-from-h2\n", &[3]);
+        net.start(3, "all all-from-h3\nk3 value\n", &[]);
+        net.wait_links(1, 1);
+        net.wait_links(2, 2);
+        net.wait_links(3, 1);
+        net
+    }
+
+    /// Everything the servents logged, for failure messages.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(node) = node {
+                all += &format!("--- h{} ---\n{}\n", i + 1, node.log());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Processes first: a namespace outlives its deletion while something runs in it.
+        for node in &mut self.nodes {
+            if let Some(mut node) = node.take() {
+                node.kill();
+            }
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// No answer may name a loopback or wildcard address.
+fn assert_reachable_names(run: &ClientRun) {
+    assert!(
+        !run.stdout.contains("127.0.0.1") && !run.stdout.contains("0.0.0.0"),
+        "an answer names a local-only address: {run:?}"
+    );
+}
+
+fn count(run: &ClientRun, line: &str) -> usize {
+    run.lines().iter().filter(|l| **l == line).count()
+}
+
+#[test]
+fn keys_answered_across_hosts_by_reachable_addresses() {
+    let net = Net::line3();
+    let run = net.client(1, "127.0.0.1:5000", "? k3\n? all\n");
+    assert_reachable_names(&run);
+    assert_eq!(
+        count(&run, "value 10.77.0.3:5000"),
+        1,
+        "{run:?}\n{}",
+        net.logs()
+    );
+    for k in 1..=3 {
+        assert_eq!(
+            count(&run, &format!("all-from-h{k} {}", host_addr(k))),
+            1,
+            "h{k} did not answer `? all` as {}: {run:?}\n{}",
+            host_addr(k),
+            net.logs()
+        );
+    }
+    assert_eq!(run.lines().len(), 4, "{run:?}");
+}
+
+#[test]
+fn repeated_queries_answered_every_time_from_listening_ports() {
+    let net = Net::line3();
+    let run = net.client(1, "127.0.0.1:5000", &"? all\n".repeat(5));
+    assert_reachable_names(&run);
+    for k in 1..=3 {
+        assert_eq!(
+            count(&run, &format!("all-from-h{k} {}", host_addr(k))),
+            5,
+            "h{k} did not answer all five queries as {}: {run:?}\n{}",
+            host_addr(k),
+            net.logs()
+        );
+    }
+    assert_eq!(run.lines().len(), 15, "{run:?}");
+    assert!(!run.stderr.contains("no answer"), "{run:?}");
+}
+
+#[test]
+fn topology_lists_reachable_addresses() {
+    let net = Net::line3();
+    let run = net.client(1, "127.0.0.1:5000", "T\n");
+    assert_reachable_names(&run);
+    let mut lines = run.lines();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "10.77.0.1:5000 10.77.0.1:5000",
+            "10.77.0.1:5000 10.77.0.2:5000 10.77.0.2:5000",
+            "10.77.0.1:5000 10.77.0.2:5000 10.77.0.3:5000 10.77.0.3:5000",
+        ],
+        "{run:?}\n{}",
+        net.logs()
+    );
+}
+
+#[test]
+fn client_on_the_hosts_own_address() {
+    let net = Net::line3();
+    let run = net.client(1, &host_addr(1), "? k3\n? all\nT\n");
+    assert_reachable_names(&run);
+    assert_eq!(
+        count(&run, "value 10.77.0.3:5000"),
+        1,
+        "{run:?}\n{}",
+        net.logs()
+    );
+    for k in 1..=3 {
+        assert_eq!(
+            count(&run, &format!("all-from-h{k} {}", host_addr(k))),
+            1,
+            "{run:?}\n{}",
+            net.logs()
+        );
+    }
+    assert_eq!(
+        count(
+            &run,
+            "10.77.0.1:5000 10.77.0.2:5000 10.77.0.3:5000 10.77.0.3:5000"
+        ),
+        1,
+        "{run:?}"
+    );
+}
+
+#[test]
+fn killed_servent_restarted_on_same_port_is_redialled() {
+    let mut net = Net::line3();
+    let dialled = |net: &Net| {
+        net.node(2)
+            .log()
+            .matches("connected to neighbour 10.77.0.3:5000")
+            .count()
+    };
+    assert_eq!(dialled(&net), 1, "{}", net.logs());
+    net.nodes[2].as_mut().unwrap().kill(); // SIGKILL
+    net.nodes[2] = None;
+    net.start(3, "all all-from-h3\nk3 value\n", &[]);
+    wait_for("h2 to redial h3", || dialled(&net) >= 2);
+    net.wait_links(3, 1);
+    let run = net.client(1, "127.0.0.1:5000", "? k3\n");
+    assert_reachable_names(&run);
+    assert_eq!(
+        run.lines(),
+        ["value 10.77.0.3:5000"],
+        "{run:?}\n{}",
+        net.logs()
+    );
+}
