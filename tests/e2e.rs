@@ -407,3 +407,38 @@ fn hostile_bytes_close_only_their_connection() {
     let run = client(&s1, "? k\n");
     assert_eq!(run.lines(), [format!("v {}", s1.local())], "{run:?}");
 }
+
+/// A dual-stack servent (`--listen-ip ::`): IPv4 clients work as ever, named by IPv4
+/// addresses; an IPv6 client is refused with a log line, since the wire format has no
+/// room for its reply address, and nothing is flooded on its behalf.
+#[test]
+fn dual_stack_serves_ipv4_and_refuses_ipv6_clients() {
+    let dir = TempDir::new("dual");
+    let s1 = servent_with(&dir, "s1", "k v\n", &[], &["--listen-ip", "::"]);
+    let run = client(&s1, "? k\nT\n");
+    assert!(run.success, "{run:?}");
+    assert_eq!(
+        run.lines(),
+        [format!("v {}", s1.local()), format!("{0} {0}", s1.local())],
+        "{run:?}"
+    );
+    let mut v6 = TcpStream::connect(("::1", s1.port())).expect("IPv6 loopback");
+    let mut bytes = Frame::Id { port: 40000 }.to_bytes();
+    Frame::KeyReq {
+        seq: 1,
+        key: Text::try_from("k").unwrap(),
+    }
+    .encode(&mut bytes);
+    v6.write_all(&bytes).unwrap();
+    wait_for("the IPv6 refusal", || {
+        s1.log()
+            .contains("is on IPv6, which the wire format cannot carry")
+    });
+    v6.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(
+        v6.read(&mut [0u8; 8]).unwrap_or(0),
+        0,
+        "the servent closes it"
+    );
+    assert!(!s1.log().contains("[::1]:40000"), "no answer aimed at it");
+}

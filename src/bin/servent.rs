@@ -1,7 +1,7 @@
 //! `servent <port> <keyvalues-file> [ip:port ...]`: one node of the network.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,9 +25,10 @@ struct Args {
     /// Neighbour servents to connect to, as ip:port.
     #[arg(value_parser = net::resolve_v4)]
     neighbours: Vec<SocketAddrV4>,
-    /// IPv4 address to listen on.
+    /// Address to listen on. `::` listens on IPv6 too, where clients are refused
+    /// with a log line: the wire format has no room for an IPv6 reply address.
     #[arg(long, default_value = "0.0.0.0")]
-    listen_ip: Ipv4Addr,
+    listen_ip: IpAddr,
     /// The address other hosts reach this servent at, named in topology answers and
     /// in floods for clients on loopback (default: the address each link shows).
     #[arg(long)]
@@ -93,7 +94,7 @@ fn run(args: Args) -> Result<String> {
     };
     let store = Store::load(&args.keyvalues)
         .with_context(|| format!("cannot load {}", args.keyvalues.display()))?;
-    let listener = net::listen(SocketAddrV4::new(args.listen_ip, args.port))?;
+    let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))?;
     let local = listener.local_addr()?;
     init_logging(local.port());
 

@@ -444,8 +444,9 @@ impl Driver {
         direction: Direction,
         neighbour: Option<usize>,
     ) -> Option<Token> {
+        let peer = sys::unmap(peer);
         let local = match stream.local_addr() {
-            Ok(local) => local,
+            Ok(local) => sys::unmap(local),
             Err(e) => {
                 warn!("connection with {peer} dropped: {e}");
                 return None;

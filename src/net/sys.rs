@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Why the listener could not be opened.
 #[derive(Debug)]
 pub struct BindError {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub source: io::Error,
 }
 
@@ -41,11 +41,19 @@ impl std::error::Error for BindError {
 /// refused here, at start-up, with a clear error. Only then is `SO_REUSEPORT` switched
 /// on, which lets answer connections bind their source to this same port (so a client
 /// sees which servent answered) while a second servent on the port still fails.
-pub fn listen(addr: SocketAddrV4) -> Result<TcpListener, BindError> {
+///
+/// An IPv6 address (`::`) makes a dual-stack listener: IPv4 peers arrive as mapped
+/// addresses (see [`unmap`]), and IPv6 clients can at least be told, in the log, that
+/// the wire format cannot carry their address.
+pub fn listen(addr: SocketAddr) -> Result<TcpListener, BindError> {
     let fail = |source| BindError { addr, source };
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).map_err(fail)?;
+    }
     socket.set_reuse_address(true).map_err(fail)?;
-    socket.bind(&SocketAddr::V4(addr).into()).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
     socket.set_reuse_port(true).map_err(fail)?;
     socket.listen(1024).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
@@ -133,4 +141,15 @@ pub fn is_ignored(signal: i32) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(old.sa_sigaction == libc::SIG_IGN)
+}
+
+/// An IPv4 peer of a dual-stack socket shows as `::ffff:a.b.c.d`: give it back as IPv4.
+pub fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
+            None => addr,
+        },
+        v4 => v4,
+    }
 }

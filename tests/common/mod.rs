@@ -102,10 +102,12 @@ pub fn start_node(mut command: Command, dir: &TempDir, tag: &str) -> Node {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
+    // A dual-stack servent listens on [::]:PORT; only its port matters here.
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .and_then(|a| a.parse::<SocketAddrV4>().ok());
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, a.port()));
     let Some(addr) = addr else {
         let _ = child.kill();
         let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
