@@ -246,42 +246,41 @@ fn raise_own_fd_limit(wanted: u64) {
 // 1. Hostile bytes and role violations
 // ---------------------------------------------------------------------------------
 
+/// Sends `bytes` on a new connection to `s`, and checks that the servent closes that
+/// connection (we keep our side open), logs `reason` for it, and still answers others.
+fn closed_for(s: &Node, bytes: &[u8], reason: &str) {
+    let mut conn = TcpStream::connect(s.local()).unwrap();
+    conn.write_all(bytes).unwrap();
+    assert_closed(&mut conn, s);
+    wait_log(
+        s,
+        &format!(
+            "closing connection with {}: {reason}",
+            conn.local_addr().unwrap()
+        ),
+    );
+    normal_query(s);
+}
+
 #[test]
 fn garbage_bytes_close_the_connection() {
     let dir = TempDir::new("def-garbage");
     let s = servent(&dir, "s", STORE, &[]);
-    let mut conn = TcpStream::connect(s.local()).unwrap();
     // "GE" is type 0x4745 = 18245.
-    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00\x01\x02")
-        .unwrap();
-    assert_closed(&mut conn, &s);
-    wait_log(
+    closed_for(
         &s,
-        &format!(
-            "closing connection with {}: protocol error: unknown frame type 18245",
-            conn.local_addr().unwrap()
-        ),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00\x01\x02",
+        "protocol error: unknown frame type 18245",
     );
-    normal_query(&s);
 }
 
 #[test]
 fn unknown_frame_type_closes_the_connection() {
     let dir = TempDir::new("def-type");
     let s = servent(&dir, "s", STORE, &[]);
-    let mut conn = TcpStream::connect(s.local()).unwrap();
     let mut bytes = Frame::Id { port: 0 }.to_bytes();
     bytes.extend_from_slice(&[0x00, 0x0a, 0, 0, 0, 1]);
-    conn.write_all(&bytes).unwrap();
-    assert_closed(&mut conn, &s);
-    wait_log(
-        &s,
-        &format!(
-            "closing connection with {}: protocol error: unknown frame type 10",
-            conn.local_addr().unwrap()
-        ),
-    );
-    normal_query(&s);
+    closed_for(&s, &bytes, "protocol error: unknown frame type 10");
 }
 
 #[test]
