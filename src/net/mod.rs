@@ -357,6 +357,31 @@ impl Driver {
         token
     }
 
+    /// Gives a new connection a fresh token and registers it for both readiness kinds
+    /// (edge-triggered, so a writable edge is never missed while output is queued).
+    fn register(
+        &mut self,
+        mut stream: TcpStream,
+        kind: Kind,
+        outbuf: Vec<u8>,
+    ) -> io::Result<Token> {
+        let token = self.fresh_token();
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let conn = Conn {
+            stream,
+            kind,
+            inbuf: Vec::new(),
+            outbuf,
+            deadline: None,
+        };
+        self.conns.insert(token, conn);
+        Ok(token)
+    }
+
     fn set_deadline(&mut self, token: Token, at: Instant) {
         if let Some(conn) = self.conns.get_mut(&token) {
             conn.deadline = Some(at);
@@ -439,7 +464,7 @@ impl Driver {
 
     fn add_link(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         peer: SocketAddr,
         direction: Direction,
         neighbour: Option<usize>,
@@ -455,29 +480,18 @@ impl Driver {
         if let Err(e) = stream.set_nodelay(true) {
             debug!("TCP_NODELAY on {peer}: {e}");
         }
-        let token = self.fresh_token();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!("connection with {peer} dropped: cannot register: {e}");
-            return None;
-        }
         let inbound = direction == Direction::Inbound;
+        let kind = Kind::Link { neighbour, inbound };
+        let token = match self.register(stream, kind, Vec::new()) {
+            Ok(token) => token,
+            Err(e) => {
+                warn!("connection with {peer} dropped: cannot register: {e}");
+                return None;
+            }
+        };
         if inbound {
             self.inbound += 1;
         }
-        self.conns.insert(
-            token,
-            Conn {
-                stream,
-                kind: Kind::Link { neighbour, inbound },
-                inbuf: Vec::new(),
-                outbuf: Vec::new(),
-                deadline: None,
-            },
-        );
         self.servent
             .handle_link_up(link_of(token), direction, local, peer);
         if direction == Direction::Outbound {
@@ -675,34 +689,18 @@ impl Driver {
 
     fn dial(&mut self, index: usize) {
         let addr = self.neighbours[index].addr;
-        let mut stream = match sys::connect_from(addr, None) {
-            Ok(stream) => stream,
+        let kind = Kind::Dialling { neighbour: index };
+        let token = match sys::connect_from(addr, None)
+            .and_then(|stream| self.register(stream, kind, Vec::new()))
+        {
+            Ok(token) => token,
             Err(e) => {
                 debug!("dial {addr} failed: {e}");
                 return self.neighbour_lost(index);
             }
         };
-        let token = self.fresh_token();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!("dial {addr}: cannot register: {e}");
-            return self.neighbour_lost(index);
-        }
         debug!("dialling neighbour {addr}");
         self.neighbours[index].conn = Some(token);
-        self.conns.insert(
-            token,
-            Conn {
-                stream,
-                kind: Kind::Dialling { neighbour: index },
-                inbuf: Vec::new(),
-                outbuf: Vec::new(),
-                deadline: None,
-            },
-        );
         self.set_deadline(token, Instant::now() + self.options.answer_timeout);
     }
 
@@ -778,7 +776,7 @@ impl Driver {
     /// fallback.
     fn open_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>, source: Source) -> bool {
         let from_listen_port = matches!(source, Source::ListenPort { .. });
-        let mut stream = match sys::connect_from(to, from_listen_port.then_some(self.listen_port)) {
+        let stream = match sys::connect_from(to, from_listen_port.then_some(self.listen_port)) {
             Ok(stream) => stream,
             Err(e) if is_address_clash(&e) && source.may_retry() => {
                 let Source::ListenPort { attempt } = source else {
@@ -811,30 +809,19 @@ impl Driver {
                 return false;
             }
         };
-        let token = self.fresh_token();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            self.stats.answers_lost += 1;
-            warn!("answer to {to} lost: cannot register: {e}");
-            return false;
-        }
-        self.conns.insert(
-            token,
-            Conn {
-                stream,
-                kind: Kind::Answer {
-                    to,
-                    phase: AnswerPhase::Connecting,
-                    from_listen_port,
-                },
-                inbuf: Vec::new(),
-                outbuf: resp,
-                deadline: None,
-            },
-        );
+        let kind = Kind::Answer {
+            to,
+            phase: AnswerPhase::Connecting,
+            from_listen_port,
+        };
+        let token = match self.register(stream, kind, resp) {
+            Ok(token) => token,
+            Err(e) => {
+                self.stats.answers_lost += 1;
+                warn!("answer to {to} lost: cannot register: {e}");
+                return false;
+            }
+        };
         self.set_deadline(token, Instant::now() + self.options.answer_timeout);
         true
     }
