@@ -22,42 +22,16 @@ export RUST_LOG=${RUST_LOG:-debug}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tp3kv.XXXXXX")
 PORT_LOCKS=${TMPDIR:-/tmp}/tp3kv-port-locks
-PIDS=()           # every servent started, killed by cleanup
 LOCKS=()          # port reservations held, released by cleanup
 FAILS=()          # failed checks
 declare -A PORT   # servent name -> listening port
 declare -A NAME   # "127.0.0.1:port" -> servent name
 
-cleanup() {
-    local pid alive=0 i lock
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in 1 2 3 4 5 6 7 8 9 10; do         # up to 1 s for them to go, then KILL
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        (( alive )) || break
-        sleep 0.1
-    done
-    if (( alive )); then
-        for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    fi
-    wait 2>/dev/null || true
+# shellcheck source=scripts/cleanup.sh
+source "$ROOT/scripts/cleanup.sh"
+cleanup_more() {
+    local lock
     for lock in "${LOCKS[@]}"; do rm -rf "$lock"; done
-    if [[ ${KEEP_LOGS:-0} == 1 ]]; then
-        echo "logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'echo "terminated" >&2; exit 143' TERM
-
-# Setup went wrong: say why and stop (cleanup runs from the EXIT trap).
-die() {
-    KEEP_LOGS=1
-    echo "FAIL: $*"
-    exit 1
 }
 
 # Build (or check) the release binaries; cargo does nothing if they are fresh.

@@ -55,36 +55,13 @@ done
 PREFIX=tp3-$$
 BRNS=$PREFIX-br
 NSES=()  # every namespace created, deleted by cleanup
-PIDS=()  # every servent started, killed by cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tp3kv-netns.XXXXXX")
 
-cleanup() {
-    local pid ns i alive
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in 1 2 3 4 5 6 7 8 9 10; do # up to 1 s for them to go, then KILL
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+# shellcheck source=scripts/cleanup.sh
+source "$ROOT/scripts/cleanup.sh"
+cleanup_more() {
+    local ns
     for ns in "${NSES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    if [[ ${KEEP_LOGS:-0} == 1 ]]; then
-        echo "logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'echo "terminated" >&2; exit 143' TERM
-
-die() {
-    KEEP_LOGS=1
-    echo "FAIL: $*"
-    exit 1
 }
 
 host_ns() { echo "$PREFIX-h$1"; }
