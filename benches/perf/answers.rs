@@ -1,18 +1,7 @@
-//! Load test of a real `servent`: sustained closed-loop key lookups, measured from the
-//! client side.
+//! Answers: closed-loop key lookups against one servent and against the minimal
+//! answerer, measured from the client side; the same generator also times the line of 5.
 //!
-//! ```sh
-//! cargo bench --bench load                                # 1, 16, 64 clients, 10 s each
-//! LOAD_SECS=5 LOAD_CLIENTS=1,8,256 cargo bench --bench load
-//! cargo bench --bench load -- --neighbours                # a line of 3 servents
-//! ```
-//!
-//! # What it measures
-//!
-//! One servent (built in release by `cargo bench`, run with `RUST_LOG=warn` in a temporary
-//! directory, on a port the system picks) holds a key-value file of `LOAD_KEYS` keys
-//! (default 1000). A load generator speaking the protocol drives it with `C` virtual
-//! clients, for each `C` of `LOAD_CLIENTS` (default `1,16,64`):
+//! The load generator speaks the protocol with `C` virtual clients:
 //!
 //! - each virtual client has its own TCP connection to the servent (`ID(reply port)`
 //!   first) and exactly one query outstanding: when the RESP for its KEYREQ arrives it
@@ -20,45 +9,22 @@
 //! - all virtual clients share ONE reply listener, so they share one reply address, as
 //!   many users behind one client would; their sequence numbers come from disjoint ranges
 //!   (`seq = client_index << n_bits | n`), so `(ip, port, seq)` never repeats in the run;
-//! - every reply connection the servent opens is accepted, exactly one RESP is read from
-//!   it, and we close it (the servent waits for us to close first, so the TIME_WAIT of
-//!   every answer lands on our side of loopback);
+//! - every reply connection is accepted, exactly one RESP is read from it, and we close
+//!   it (the servent waits for us to close first, so the TIME_WAIT of every answer lands
+//!   on our side of loopback);
 //! - each RESP is matched to its query by seq and its value checked against the key's.
 //!
-//! Each level runs a 1 s warm-up (`LOAD_WARMUP_SECS`), then `LOAD_SECS` (default 10) of
-//! measurement, then stops sending and waits up to 5 s for the answers still owed. It
-//! reports answers per second and the p50/p99/max latency (KEYREQ written → its RESP
-//! decoded) of the answers that arrived in the measured window, the CPU time the
-//! servent(s) and the generator used in that window (100% = one core), and the share of
-//! answers that came from the servent's own listening port (the others came from an
-//! ephemeral port: the servent falls back to one when the `(its port, our reply port)`
-//! pair is still busy with an earlier answer).
-//!
-//! It fails (exit status 1, saying why) if any query was not answered within 5 s
-//! ("lost"), answered twice ("dup"), answered with a wrong value, or if anything else
-//! went wrong on the wire; and if the servent's own exit summary counts a lost answer.
-//! The servent's exit summary line (it is stopped with SIGTERM at the end) and any
-//! warnings it logged are printed after the table.
-//!
-//! `--neighbours` runs a line `s1 – s2 – s3` instead: the clients talk to `s1`, only `s3`
-//! holds the keys, so every query is flooded two hops and answered from the far end.
-//!
-//! Other knobs: `LOAD_KEYS` (default 1000), `LOAD_SERVENT_ARGS` (extra servent flags,
-//! e.g. `--max-answers 1024`). Run without `--bench` (as `cargo test --benches` does), the
-//! default is a smoke run: 0.2 s warm-up and 1 s per level.
-//!
-//! The generator is one single-threaded `mio` loop over non-blocking sockets, so on a
-//! two-core machine the servent has a core to itself; the CPU columns show which side
-//! was the bottleneck. Linux only (`/proc` for the servent's CPU time).
+//! A level is a warm-up, the measured window, then a drain: no new queries, and up to
+//! 5 s for the answers still owed. A query not answered within 5 s is lost; an answer
+//! twice, a wrong value or any unexpected byte is an error. The generator is one
+//! single-threaded `mio` loop over non-blocking sockets.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{
     Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener as StdListener, TcpStream as StdStream,
 };
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -66,9 +32,8 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use tp3kv::protocol::{decode, Frame, Text};
 
-/// The servent binary `cargo bench` built (in release: benches use the `bench` profile,
-/// which inherits `release`).
-const SERVENT: &str = env!("CARGO_BIN_EXE_servent");
+use crate::procs::{own_cpu_time, share, stop_all, Process, TempDir};
+use crate::{Figure, Report, Settings};
 
 /// A query not answered within this long is counted lost (and its client moves on).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,255 +49,186 @@ const REPLY_BACKLOG: i32 = 4096;
 const LISTENER: Token = Token(usize::MAX);
 const REPLY_BASE: usize = 1 << 40;
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("load: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// How long a level warms up, then is measured.
+pub struct Timing {
+    pub warmup: Duration,
+    pub secs: Duration,
 }
 
-/// What to run, from the environment and the command line.
-struct Settings {
-    levels: Vec<usize>,
-    secs: Duration,
-    warmup: Duration,
-    keys: usize,
-    neighbours: bool,
-    servent_args: Vec<String>,
-}
-
-impl Settings {
-    fn from_env() -> Result<Settings, String> {
-        let secs = |name: &str, default: f64| -> Result<Duration, String> {
-            let value = match std::env::var(name) {
-                Ok(text) => text
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|e| format!("{name}={text:?}: {e}"))?,
-                Err(_) => default,
-            };
-            Duration::try_from_secs_f64(value).map_err(|e| format!("{name}: {e}"))
-        };
-        let levels = match std::env::var("LOAD_CLIENTS") {
-            Ok(text) => text
-                .split(',')
-                .map(|c| match c.trim().parse::<usize>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(format!(
-                        "LOAD_CLIENTS={text:?}: expected counts like 1,16,64"
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Err(_) => vec![1, 16, 64],
-        };
-        // Every client of the run gets its own seq range: at least 16 bits of queries each.
-        if levels.iter().sum::<usize>() > 1 << 16 {
-            return Err("LOAD_CLIENTS: at most 65536 clients in all".into());
-        }
-        let keys = match std::env::var("LOAD_KEYS") {
-            Ok(text) => match text.trim().parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(format!("LOAD_KEYS={text:?}: expected a positive count")),
-            },
-            Err(_) => 1000,
-        };
-        let mut neighbours = false;
-        let mut benching = false;
-        for arg in std::env::args().skip(1) {
-            match arg.as_str() {
-                "--neighbours" => neighbours = true,
-                "--bench" => benching = true, // what `cargo bench` passes to every bench
-                other => return Err(format!("unknown argument {other:?} (known: --neighbours)")),
-            }
-        }
-        // Without `--bench` (`cargo test --benches`), a short smoke run by default.
-        let secs_default = if benching { 10.0 } else { 1.0 };
-        let measured = secs("LOAD_SECS", secs_default)?;
-        if measured.is_zero() {
-            return Err("LOAD_SECS must be above 0".into());
-        }
-        Ok(Settings {
-            levels,
-            secs: measured,
-            warmup: secs("LOAD_WARMUP_SECS", if benching { 1.0 } else { 0.2 })?,
-            keys,
-            neighbours,
-            servent_args: std::env::var("LOAD_SERVENT_ARGS")
-                .map(|a| a.split_whitespace().map(String::from).collect())
-                .unwrap_or_default(),
-        })
-    }
-}
-
-/// Returns whether every check passed.
-fn run() -> Result<bool, String> {
-    let settings = Settings::from_env()?;
-    let dir = TempDir::new()?;
+/// One servent and the minimal answerer, level by level: the baseline first, then the
+/// servent, with the same number of clients.
+pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<(), String> {
     let keys = KeySet::new(settings.keys);
     let store = dir.write("keys.kv", &keys.kv_file())?;
-
-    // The servents, started far end first so that each one's neighbour is already up.
-    let mut servents = Vec::new();
-    if settings.neighbours {
-        let decoys = |tag: &str| {
-            (0..100)
-                .map(|i| format!("{tag}-only-{i} not what the clients ask for\n"))
-                .collect::<String>()
-        };
-        let s3 = ServentProcess::start("s3", &dir.0, &store, &[], &settings.servent_args)?;
-        let s2_kv = dir.write("s2.kv", &decoys("s2"))?;
-        let s2 = ServentProcess::start("s2", &dir.0, &s2_kv, &[s3.addr], &settings.servent_args)?;
-        let s1_kv = dir.write("s1.kv", &decoys("s1"))?;
-        let s1 = ServentProcess::start("s1", &dir.0, &s1_kv, &[s2.addr], &settings.servent_args)?;
-        servents.extend([s1, s2, s3]);
-    } else {
-        servents.push(ServentProcess::start(
-            "servent",
-            &dir.0,
-            &store,
-            &[],
-            &settings.servent_args,
-        )?);
-    }
-    let entry = servents[0].addr;
-    let answerer = servents.last().unwrap().addr;
-    // Also waits for the neighbour links: the probe is answered only once they are up.
-    probe(entry, &keys, Duration::from_secs(10))?;
+    let baseline = Process::baseline(
+        "answerer",
+        &dir.0,
+        "answerer",
+        &[store.display().to_string()],
+    )?;
+    let servent = Process::servent("servent", &dir.0, &store, &[], &settings.servent_args)?;
+    probe(baseline.addr, &keys, Duration::from_secs(10))?;
+    probe(servent.addr, &keys, Duration::from_secs(10))?;
 
     println!(
-        "load: {SERVENT}\n      {} servent{}{}, {} keys; per level: {:?} warm-up, {:?} measured, \
-         answers owed waited for {:?}",
-        servents.len(),
-        if servents.len() > 1 {
-            "s in a line"
-        } else {
-            ""
-        },
-        if servents.len() > 1 {
-            ", clients on s1, keys on s3"
-        } else {
-            ""
-        },
-        settings.keys,
-        settings.warmup,
-        settings.secs,
-        DRAIN,
+        "answers: one servent and the minimal answerer, {} keys; per level {:?} warm-up, \
+         {:?} measured",
+        settings.keys, settings.timing.warmup, settings.timing.secs
     );
     let total_clients = settings.levels.iter().sum();
-    let mut generator = Generator::new(entry, answerer.port(), keys, total_clients)?;
-    let cpu_label = if servents.len() > 1 {
-        "CPU s1/s2/s3"
-    } else {
-        "CPU servent"
-    };
-    println!();
-    println!(
-        "{:>7} {:>10} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>13} {:>13} {:>13}",
-        "clients",
-        "answers/s",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "lost",
-        "dup",
-        "errors",
-        "from its port",
-        cpu_label,
-        "CPU generator"
-    );
-    let mut reports = Vec::new();
+    let mut base_gen = Generator::new(
+        baseline.addr,
+        baseline.addr.port(),
+        keys.clone(),
+        total_clients,
+    )?;
+    let mut serv_gen = Generator::new(servent.addr, servent.addr.port(), keys, total_clients)?;
+    LevelReport::print_header("CPU server");
     for &clients in &settings.levels {
-        let report = generator.run_level(clients, &settings, &servents)?;
-        report.print_row();
-        reports.push(report);
-    }
-    drop(generator);
-
-    // Stop the servents and collect what they say about the run.
-    println!();
-    let mut servent_lost = 0;
-    let mut clean_exits = true;
-    let several = servents.len() > 1;
-    for servent in servents {
-        let name = servent.name.clone();
-        let outcome = servent.stop()?;
+        let base = base_gen.run_level(clients, &settings.timing, &[&baseline])?;
+        base.print_row("baseline");
+        let ours = serv_gen.run_level(clients, &settings.timing, &[&servent])?;
+        ours.print_row("servent");
+        let rate_ratio = ours.rate() / base.rate();
+        let p50_ratio = match (ours.latency_ms(0.5), base.latency_ms(0.5)) {
+            (Some(o), Some(b)) => Some(o / b),
+            _ => None,
+        };
         println!(
-            "{}{}",
-            if several {
-                format!("{name}: ")
-            } else {
-                String::new()
-            },
-            outcome
-                .summary
-                .as_deref()
-                .unwrap_or("(no exit summary line)")
+            "{:>9} {:>7} {:>10} {:>8}",
+            "ratio",
+            "",
+            format!("{rate_ratio:.2}"),
+            p50_ratio.map_or("-".into(), |r| format!("{r:.2}"))
         );
-        servent_lost += outcome
-            .summary
-            .as_deref()
-            .and_then(lost_in_summary)
-            .unwrap_or(0);
-        if !outcome.status_ok || outcome.summary.is_none() {
-            clean_exits = false;
-            println!(
-                "{name}: did not exit cleanly on SIGTERM ({})",
-                outcome.status
-            );
-        }
-        if !outcome.warnings.is_empty() {
-            println!("{name}: {} warning line(s) logged:", outcome.warnings.len());
-            for line in outcome.warnings.iter().take(20) {
-                println!("    {line}");
-            }
-            if outcome.warnings.len() > 20 {
-                println!("    ...");
-            }
-        }
-    }
-
-    let mut problems = Vec::new();
-    for report in &reports {
-        problems.extend(report.problems());
-    }
-    if servent_lost > 0 {
-        problems.push(format!(
-            "the servents' summaries count {servent_lost} lost answer(s)"
+        report.problems.extend(
+            base.problems()
+                .into_iter()
+                .map(|p| format!("baseline: {p}")),
+        );
+        report.problems.extend(ours.problems());
+        report.figures.push(Figure::ratio(
+            format!("answers/s, {clients} client(s)"),
+            ours.rate(),
+            base.rate(),
+            "/s",
+            (clients == 16).then_some((0.9, true)),
         ));
-    }
-    if !clean_exits {
-        problems.push("a servent did not exit cleanly".into());
-    }
-    println!();
-    if problems.is_empty() {
-        println!("load: PASS: every query answered exactly once, with the right value");
-        Ok(true)
-    } else {
-        for problem in &problems {
-            println!("load: FAIL: {problem}");
+        if let (Some(o), Some(b)) = (ours.latency_ms(0.5), base.latency_ms(0.5)) {
+            report.figures.push(Figure::ratio(
+                format!("p50 latency ms, {clients} client(s)"),
+                o,
+                b,
+                " ms",
+                (clients == 1).then_some((1.2, false)),
+            ));
         }
-        Ok(false)
     }
+    drop(base_gen);
+    drop(serv_gen);
+    println!();
+    report.problems.extend(stop_all(vec![servent])?);
+    drop(baseline);
+    Ok(())
 }
 
-/// `N` in the summary's `answers sent X (lost N)`.
-fn lost_in_summary(summary: &str) -> Option<u64> {
-    let rest = &summary[summary.find("(lost ")? + "(lost ".len()..];
-    rest[..rest.find(')')?].parse().ok()
+/// Times lookups across a line `s1 – … – s5` (keys only on `s5`, the client on `s1`)
+/// and across four raw relays in front of the minimal answerer.
+pub fn run_line(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<(), String> {
+    const HOPS: usize = 5;
+    let keys = KeySet::new(settings.keys);
+    let store = dir.write("line-keys.kv", &keys.kv_file())?;
+    let decoys = dir.write(
+        "line-decoys.kv",
+        &(0..100)
+            .map(|i| format!("decoy-{i} not what the clients ask for\n"))
+            .collect::<String>(),
+    )?;
+    // Far end first, so that each one's neighbour is already up.
+    let mut servents: Vec<Process> = Vec::new();
+    let mut relays: Vec<Process> = Vec::new();
+    let answerer = Process::baseline(
+        "line-answerer",
+        &dir.0,
+        "answerer",
+        &[store.display().to_string()],
+    )?;
+    for i in (1..=HOPS).rev() {
+        let kv = if i == HOPS { &store } else { &decoys };
+        let next: Vec<SocketAddrV4> = servents.last().map(|s| s.addr).into_iter().collect();
+        servents.push(Process::servent(
+            &format!("s{i}"),
+            &dir.0,
+            kv,
+            &next,
+            &settings.servent_args,
+        )?);
+        if i < HOPS {
+            let next = relays.last().map_or(answerer.addr, |r| r.addr);
+            relays.push(Process::baseline(
+                &format!("r{i}"),
+                &dir.0,
+                "relay",
+                &[next.to_string()],
+            )?);
+        }
+    }
+    servents.reverse();
+    relays.reverse();
+    let (entry, far) = (servents[0].addr, servents[HOPS - 1].addr);
+    // Answered only once every link of the line is up.
+    probe(entry, &keys, Duration::from_secs(10))?;
+    probe(relays[0].addr, &keys, Duration::from_secs(10))?;
+
+    println!(
+        "line: lookups across {HOPS} servents (one client on s1, keys on s{HOPS}), and across \
+         {} raw relays to the minimal answerer; {:?} measured",
+        HOPS - 1,
+        settings.timing.secs
+    );
+    let mut base_gen = Generator::new(relays[0].addr, answerer.addr.port(), keys.clone(), 1)?;
+    let mut serv_gen = Generator::new(entry, far.port(), keys, 1)?;
+    LevelReport::print_header("CPU s1..s5");
+    let all_relays: Vec<&Process> = relays.iter().chain([&answerer]).collect();
+    let base = base_gen.run_level(1, &settings.timing, &all_relays)?;
+    base.print_row("baseline");
+    let ours = serv_gen.run_level(1, &settings.timing, &servents.iter().collect::<Vec<_>>())?;
+    ours.print_row("servents");
+    report.problems.extend(
+        base.problems()
+            .into_iter()
+            .map(|p| format!("line baseline: {p}")),
+    );
+    report
+        .problems
+        .extend(ours.problems().into_iter().map(|p| format!("line: {p}")));
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        if let (Some(o), Some(b)) = (ours.latency_ms(q), base.latency_ms(q)) {
+            report.figures.push(Figure::ratio(
+                format!("line of {HOPS}: {name} latency ms"),
+                o,
+                b,
+                " ms",
+                None,
+            ));
+        }
+    }
+    drop(base_gen);
+    drop(serv_gen);
+    println!();
+    report.problems.extend(stop_all(servents)?);
+    Ok(())
 }
 
 /// The keys the clients ask for, and the value each must come back with.
-struct KeySet {
+#[derive(Clone)]
+pub struct KeySet {
     keys: Vec<Text>,
     values: Vec<Vec<u8>>,
 }
 
 impl KeySet {
-    fn new(count: usize) -> KeySet {
+    pub fn new(count: usize) -> KeySet {
         let keys = (0..count)
             .map(|i| Text::new(format!("key{i:05}")).unwrap())
             .collect();
@@ -344,7 +240,7 @@ impl KeySet {
         KeySet { keys, values }
     }
 
-    fn kv_file(&self) -> String {
+    pub fn kv_file(&self) -> String {
         let mut text = String::from("# load-test keys\n");
         for (key, value) in self.keys.iter().zip(&self.values) {
             text.push_str(&format!("{key} {}\n", String::from_utf8_lossy(value)));
@@ -544,8 +440,8 @@ impl Generator {
     fn run_level(
         &mut self,
         clients: usize,
-        settings: &Settings,
-        servents: &[ServentProcess],
+        timing: &Timing,
+        servents: &[&Process],
     ) -> Result<LevelReport, String> {
         self.tally = Tally::default();
         let first = self.clients.len();
@@ -557,14 +453,14 @@ impl Generator {
         for index in self.active.clone() {
             self.send_next(index);
         }
-        self.run_until(Instant::now() + settings.warmup)?;
+        self.run_until(Instant::now() + timing.warmup)?;
 
         self.tally.latencies_us.clear();
         let servent_cpu0: Vec<Duration> = servents.iter().map(|s| s.cpu_time()).collect();
         let own_cpu0 = own_cpu_time();
         let start = Instant::now();
         self.measuring = true;
-        self.run_until(start + settings.secs)?;
+        self.run_until(start + timing.secs)?;
         self.measuring = false;
         let elapsed = start.elapsed();
         let servent_cpu: Vec<f64> = servents
@@ -912,16 +808,41 @@ impl LevelReport {
             + t.late
     }
 
-    fn print_row(&self) {
+    /// Right answers per second in the measured window.
+    pub fn rate(&self) -> f64 {
+        self.tally.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q` quantile of latency, in milliseconds (`None` without answers).
+    pub fn latency_ms(&self, q: f64) -> Option<f64> {
+        let sorted = &self.tally.latencies_us;
+        let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(at).map(|&us| us as f64 / 1000.0)
+    }
+
+    pub fn print_header(cpu_label: &str) {
+        println!(
+            "{:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>9} {:>13} {:>9}",
+            "",
+            "clients",
+            "answers/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "lost",
+            "dup",
+            "errors",
+            "from port",
+            cpu_label,
+            "CPU load"
+        );
+    }
+
+    pub fn print_row(&self, label: &str) {
         let t = &self.tally;
-        let answered = t.latencies_us.len();
-        let rate = answered as f64 / self.elapsed.as_secs_f64();
-        let ms = |q: f64| match answered {
-            0 => "-".to_string(),
-            _ => {
-                let at = ((answered as f64 * q).ceil() as usize).clamp(1, answered) - 1;
-                format!("{:.3}", t.latencies_us[at] as f64 / 1000.0)
-            }
+        let ms = |q: f64| match self.latency_ms(q) {
+            None => "-".to_string(),
+            Some(ms) => format!("{ms:.3}"),
         };
         let answers = t.from_servent_port + t.from_other_port;
         let from_port = if answers == 0 {
@@ -940,9 +861,10 @@ impl LevelReport {
             .join("/")
             + "%";
         println!(
-            "{:>7} {:>10.0} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>13} {:>13} {:>12.0}%",
+            "{:>9} {:>7} {:>10.0} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>9} {:>13} {:>8.0}%",
+            label,
             self.clients,
-            rate,
+            self.rate(),
             ms(0.5),
             ms(0.99),
             ms(1.0),
@@ -956,7 +878,7 @@ impl LevelReport {
     }
 
     /// What went wrong in this level, one line each.
-    fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<String> {
         let t = &self.tally;
         let c = self.clients;
         [
@@ -976,177 +898,5 @@ impl LevelReport {
         .filter(|(count, _)| *count > 0)
         .map(|(count, what)| format!("{c} clients: {count} {what}"))
         .collect()
-    }
-}
-
-fn share(cpu: Duration, wall: Duration) -> f64 {
-    cpu.as_secs_f64() / wall.as_secs_f64()
-}
-
-/// User + system CPU time this process has used.
-fn own_cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// A scratch directory, removed at drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, String> {
-        let path = std::env::temp_dir().join(format!("tp3kv-load-{}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(TempDir(path))
-    }
-
-    fn write(&self, name: &str, contents: &str) -> Result<PathBuf, String> {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running servent, killed at drop if it was not stopped (a panic included).
-struct ServentProcess {
-    name: String,
-    child: Child,
-    /// Kept open so the servent never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-    addr: SocketAddrV4,
-    log: PathBuf,
-    stopped: bool,
-}
-
-/// How a servent ended.
-struct Outcome {
-    status: String,
-    status_ok: bool,
-    summary: Option<String>,
-    warnings: Vec<String>,
-}
-
-impl ServentProcess {
-    fn start(
-        name: &str,
-        dir: &Path,
-        kv: &Path,
-        neighbours: &[SocketAddrV4],
-        flags: &[String],
-    ) -> Result<ServentProcess, String> {
-        let log = dir.join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut child = Command::new(SERVENT)
-            .args(flags)
-            .arg("0")
-            .arg(kv)
-            .args(neighbours.iter().map(|n| n.to_string()))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start {SERVENT}: {e}"))?;
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut servent = ServentProcess {
-            name: name.to_string(),
-            child,
-            _stdout: stdout,
-            addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-            log,
-            stopped: false,
-        };
-        let mut line = String::new();
-        let _ = servent._stdout.read_line(&mut line);
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.rsplit_once(':'))
-            .and_then(|(_, port)| port.parse::<u16>().ok())
-            .ok_or_else(|| {
-                let log = std::fs::read_to_string(&servent.log).unwrap_or_default();
-                format!("{name} did not start: stdout {line:?}, stderr {log:?}")
-            })?;
-        servent.addr.set_port(port);
-        Ok(servent)
-    }
-
-    /// User + system CPU time the servent has used, from `/proc/PID/stat`.
-    fn cpu_time(&self) -> Duration {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
-            return Duration::ZERO;
-        };
-        // Fields after the parenthesised command name start at field 3 (state);
-        // utime and stime are fields 14 and 15, in clock ticks.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return Duration::ZERO;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
-            return Duration::ZERO;
-        };
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Duration::from_secs_f64((user + system) as f64 / hz)
-    }
-
-    /// Stops the servent with SIGTERM (it should exit 0 with its summary line) and reads
-    /// its log.
-    fn stop(mut self) -> Result<Outcome, String> {
-        self.stopped = true;
-        // SAFETY: kill only sends a signal, to our own child, which has not been reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-                Err(e) => return Err(format!("{}: wait: {e}", self.name)),
-            }
-        };
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        Ok(Outcome {
-            status: match status {
-                Some(status) => status.to_string(),
-                None => "still running 10 s after SIGTERM; killed".into(),
-            },
-            status_ok: status.is_some_and(|s| s.success()),
-            summary: log
-                .lines()
-                .find(|l| l.starts_with("servent: exiting:"))
-                .map(String::from),
-            warnings: log
-                .lines()
-                .filter(|l| !l.starts_with("servent: exiting:"))
-                .map(String::from)
-                .collect(),
-        })
-    }
-}
-
-impl Drop for ServentProcess {
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

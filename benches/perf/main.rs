@@ -1,0 +1,270 @@
+//! `cargo bench`: the servent against the limit of the machine it runs on.
+//!
+//! ```sh
+//! cargo bench                                   # every section, full length
+//! cargo bench -- answers flood                  # some sections
+//! PERF_SECS=3 PERF_CLIENTS=1,16 cargo bench -- answers
+//! ```
+//!
+//! Real servents, built in release (`cargo bench` uses the `bench` profile, which
+//! inherits `release`), run with `RUST_LOG=warn` on ports the system picks, in a
+//! temporary directory. Absolute numbers on shared machines drift, so each figure is
+//! printed beside a baseline measured in the same run (`baseline.rs`: this binary re-run
+//! as a minimal answerer or a raw relay, doing no protocol work beyond the least any
+//! implementation must do), and the ratio is what the targets are about.
+//!
+//! Sections:
+//! - `answers`: answers/s and latency at 1, 16 and 64 concurrent clients, servent and
+//!   minimal answerer (`answers.rs`);
+//! - `line`: lookup latency across a line of 5 servents, answered by the far end, and
+//!   across 4 raw relays to the minimal answerer (`answers.rs`);
+//! - `flood`: frames/s one servent forwards from one neighbour to two others, and the
+//!   raw relay's bytes as frames/s; the servent's RSS idle and after the million
+//!   distinct queries of that run (`flood.rs`);
+//! - `scale`: 200 servents in a random graph of degree 4 (`scale.rs`).
+//!
+//! Correctness is checked all along (every query answered exactly once with the right
+//! value, every flood forwarded exactly once, clean servent exits): a failure there
+//! exits 1. Targets missed are reported in the final table; they fail the run only with
+//! `PERF_STRICT=1`.
+//!
+//! Knobs: `PERF_SECS` (measured seconds per level, default 10), `PERF_WARMUP_SECS` (1),
+//! `PERF_CLIENTS` (1,16,64), `PERF_KEYS` (1000), `PERF_FLOODS` (1000000),
+//! `PERF_SCALE` (200 servents), `PERF_SERVENT_ARGS` (extra servent flags). Run without
+//! `--bench` (as `cargo test --benches` does), every section is a short smoke run.
+
+mod answers;
+mod baseline;
+mod flood;
+mod procs;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use answers::Timing;
+use procs::TempDir;
+
+const SECTIONS: [&str; 3] = ["answers", "line", "flood"];
+
+fn main() -> ExitCode {
+    if let Some(code) = baseline::run_if_child() {
+        return code;
+    }
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("perf: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What to run, from the environment and the command line.
+pub struct Settings {
+    pub sections: Vec<String>,
+    pub timing: Timing,
+    pub levels: Vec<usize>,
+    pub keys: usize,
+    pub floods: usize,
+    pub scale: usize,
+    pub strict: bool,
+    pub servent_args: Vec<String>,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(text) => text
+            .trim()
+            .parse::<T>()
+            .map_err(|e| format!("{name}={text:?}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let mut sections = Vec::new();
+        let mut benching = false;
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--bench" => benching = true, // what `cargo bench` passes to every bench
+                name if SECTIONS.contains(&name) => sections.push(name.to_string()),
+                other => {
+                    return Err(format!(
+                        "unknown argument {other:?} (sections: {})",
+                        SECTIONS.join(", ")
+                    ))
+                }
+            }
+        }
+        if sections.is_empty() {
+            sections = SECTIONS.iter().map(|s| s.to_string()).collect();
+        }
+        let secs = |name: &str, default: f64| -> Result<Duration, String> {
+            Duration::try_from_secs_f64(env_parse(name, default)?)
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        // Without `--bench` (`cargo test --benches`), a short smoke run by default.
+        let timing = Timing {
+            warmup: secs("PERF_WARMUP_SECS", if benching { 1.0 } else { 0.2 })?,
+            secs: secs("PERF_SECS", if benching { 10.0 } else { 1.0 })?,
+        };
+        if timing.secs.is_zero() {
+            return Err("PERF_SECS must be above 0".into());
+        }
+        let levels = match std::env::var("PERF_CLIENTS") {
+            Ok(text) => text
+                .split(',')
+                .map(|c| match c.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!(
+                        "PERF_CLIENTS={text:?}: expected counts like 1,16,64"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Err(_) => vec![1, 16, 64],
+        };
+        // Every client of the run gets its own seq range: at least 16 bits of queries each.
+        if levels.iter().sum::<usize>() > 1 << 16 {
+            return Err("PERF_CLIENTS: at most 65536 clients in all".into());
+        }
+        let positive = |name: &str, default: usize| -> Result<usize, String> {
+            match env_parse(name, default)? {
+                0 => Err(format!("{name} must be above 0")),
+                n => Ok(n),
+            }
+        };
+        Ok(Settings {
+            sections,
+            timing,
+            levels,
+            keys: positive("PERF_KEYS", 1000)?,
+            floods: positive("PERF_FLOODS", if benching { 1_000_000 } else { 20_000 })?,
+            scale: positive("PERF_SCALE", if benching { 200 } else { 20 })?,
+            strict: env_parse("PERF_STRICT", 0u8)? != 0,
+            servent_args: std::env::var("PERF_SERVENT_ARGS")
+                .map(|a| a.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// What the sections found: correctness problems, and the figures for the final table.
+#[derive(Default)]
+pub struct Report {
+    pub problems: Vec<String>,
+    pub figures: Vec<Figure>,
+}
+
+/// One line of the final table.
+pub struct Figure {
+    what: String,
+    servent: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: Option<bool>,
+}
+
+impl Figure {
+    /// A figure beside its baseline. `target`: the ratio it must reach, and whether
+    /// higher is better (a rate) or lower is (a latency).
+    pub fn ratio(
+        what: String,
+        ours: f64,
+        base: f64,
+        unit: &str,
+        target: Option<(f64, bool)>,
+    ) -> Figure {
+        let ratio = ours / base;
+        let (target, met) = match target {
+            Some((t, true)) => (format!("≥ {t}"), Some(ratio >= t)),
+            Some((t, false)) => (format!("≤ {t}"), Some(ratio <= t)),
+            None => (String::new(), None),
+        };
+        Figure {
+            what,
+            servent: format_value(ours, unit),
+            baseline: format_value(base, unit),
+            ratio: format!("{ratio:.2}"),
+            target,
+            met,
+        }
+    }
+
+    /// A figure with no baseline; `limit`, if any, is the value it must stay under.
+    pub fn absolute(what: String, value: f64, unit: &str, limit: Option<f64>) -> Figure {
+        Figure {
+            what,
+            servent: format_value(value, unit),
+            baseline: String::new(),
+            ratio: String::new(),
+            target: limit.map_or(String::new(), |l| format!("< {}", format_value(l, unit))),
+            met: limit.map(|l| value < l),
+        }
+    }
+}
+
+fn format_value(value: f64, unit: &str) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}{unit}")
+    } else if value >= 1.0 {
+        format!("{value:.2}{unit}")
+    } else {
+        format!("{value:.3}{unit}")
+    }
+}
+
+/// Returns whether the run passed.
+fn run() -> Result<bool, String> {
+    let settings = Settings::from_env()?;
+    let dir = TempDir::new()?;
+    let mut report = Report::default();
+    println!("perf: {}", procs::SERVENT);
+    for section in &settings.sections {
+        println!();
+        match section.as_str() {
+            "answers" => answers::run(&settings, &dir, &mut report)?,
+            "line" => answers::run_line(&settings, &dir, &mut report)?,
+            "flood" => flood::run(&settings, &dir, &mut report)?,
+            _ => unreachable!("sections are checked when parsed"),
+        }
+    }
+
+    println!();
+    println!(
+        "{:<36} {:>14} {:>14} {:>6} {:>9}  result",
+        "figure", "servent", "baseline", "ratio", "target"
+    );
+    let mut missed = 0;
+    for f in &report.figures {
+        let result = match f.met {
+            Some(true) => "met",
+            Some(false) => {
+                missed += 1;
+                "MISSED"
+            }
+            None => "",
+        };
+        println!(
+            "{:<36} {:>14} {:>14} {:>6} {:>9}  {result}",
+            f.what, f.servent, f.baseline, f.ratio, f.target
+        );
+    }
+    println!();
+    for problem in &report.problems {
+        println!("perf: FAIL: {problem}");
+    }
+    if missed > 0 {
+        println!("perf: {missed} target(s) missed");
+    }
+    let passed = report.problems.is_empty() && !(settings.strict && missed > 0);
+    if passed {
+        println!("perf: PASS: every query answered exactly once, every flood forwarded once");
+    }
+    Ok(passed)
+}
