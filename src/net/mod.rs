@@ -35,6 +35,9 @@ const SIGNALS: Token = Token(usize::MAX);
 
 /// Reads one readiness event may do before the loop serves the others.
 const READS_PER_TURN: usize = 16;
+/// An outbox this full is written at once rather than at the end of the turn, so one
+/// turn's reading cannot pile up more than this (times the fan-out) unwritten.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// Limits and timings of the driver. Each has a `servent` flag.
 #[derive(Debug, Clone)]
@@ -127,6 +130,8 @@ struct Conn {
     kind: Kind,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// Whether it is in `Driver::to_flush`.
+    flush_queued: bool,
     /// When this connection's current wait (for ID, connect, or client close) ends.
     deadline: Option<Instant>,
 }
@@ -212,6 +217,8 @@ pub struct Driver {
     /// One flood encoded once, then copied into each neighbour's outbox.
     frame_buf: Vec<u8>,
     flood_targets: Vec<LinkId>,
+    /// Links with frames added to their outbox this turn, written at its end.
+    to_flush: Vec<Token>,
     stats: Stats,
     refused_log: Throttle,
     lost_log: Throttle,
@@ -266,6 +273,7 @@ impl Driver {
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
             flood_targets: Vec::new(),
+            to_flush: Vec::new(),
             stats: Stats::default(),
             refused_log: Throttle::default(),
             lost_log: Throttle::default(),
@@ -343,6 +351,7 @@ impl Driver {
             for token in std::mem::take(&mut self.still_readable) {
                 self.read_link(token);
             }
+            self.flush_queued();
             self.fire_timers(Instant::now());
         }
         for (_, mut conn) in self.conns.drain() {
@@ -376,6 +385,7 @@ impl Driver {
             kind,
             inbuf: Vec::new(),
             outbuf,
+            flush_queued: false,
             deadline: None,
         };
         self.conns.insert(token, conn);
@@ -521,8 +531,7 @@ impl Driver {
                     return self.close(token, &reason);
                 }
                 Ok(n) => {
-                    conn.inbuf.extend_from_slice(&self.read_buf[..n]);
-                    if !self.decode_link(token) {
+                    if !self.take_bytes(token, n) {
                         return;
                     }
                 }
@@ -534,29 +543,61 @@ impl Driver {
         self.still_readable.push(token);
     }
 
-    /// Decodes and handles every whole frame in a link's input, then compacts it once.
-    /// Returns false if the link was closed.
-    fn decode_link(&mut self, token: Token) -> bool {
+    /// Hands the whole frames among the `n` bytes just read into `read_buf` to the
+    /// servent. Usually no partial frame was left from the last read, and they are
+    /// decoded where they lie; only a frame cut by the end of a read is copied, into the
+    /// link's `inbuf`. Returns false if the link was closed.
+    fn take_bytes(&mut self, token: Token, n: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return false;
+        };
+        if conn.inbuf.is_empty() {
+            let bytes = std::mem::take(&mut self.read_buf);
+            let used = self.decode_frames(token, &bytes[..n]);
+            let open = match (used, self.conns.get_mut(&token)) {
+                (Some(used), Some(conn)) => {
+                    conn.inbuf.extend_from_slice(&bytes[used..n]);
+                    true
+                }
+                _ => false,
+            };
+            self.read_buf = bytes;
+            open
+        } else {
+            conn.inbuf.extend_from_slice(&self.read_buf[..n]);
+            let mut input = std::mem::take(&mut conn.inbuf);
+            let used = self.decode_frames(token, &input);
+            match (used, self.conns.get_mut(&token)) {
+                (Some(used), Some(conn)) => {
+                    input.drain(..used);
+                    conn.inbuf = input;
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    /// Decodes and handles every whole frame in `bytes`. Returns how many bytes they
+    /// took, or `None` if the link was closed (a protocol error, or by the servent).
+    fn decode_frames(&mut self, token: Token, bytes: &[u8]) -> Option<usize> {
         let now = Instant::now();
         let mut used = 0;
         loop {
-            let Some(conn) = self.conns.get_mut(&token) else {
-                return false;
-            };
-            match protocol::decode(&conn.inbuf[used..]) {
+            if !self.conns.contains_key(&token) {
+                return None;
+            }
+            match protocol::decode(&bytes[used..]) {
                 Ok(Some((frame, n))) => {
                     used += n;
                     self.servent.handle_frame(link_of(token), frame, now);
                     self.run_actions();
                 }
-                Ok(None) => {
-                    conn.inbuf.drain(..used);
-                    return true;
-                }
+                Ok(None) => return Some(used),
                 Err(e) => {
                     self.servent.note_protocol_error();
                     self.close(token, &format!("protocol error: {e}"));
-                    return false;
+                    return None;
                 }
             }
         }
@@ -585,7 +626,12 @@ impl Driver {
                             debug!("link {link}: sending {frame:?}");
                             conn.outbuf.extend_from_slice(&self.frame_buf);
                             self.stats.frames_out += 1;
-                            self.flush(token);
+                            if conn.outbuf.len() >= FLUSH_AT {
+                                self.flush(token);
+                            } else if !conn.flush_queued {
+                                conn.flush_queued = true;
+                                self.to_flush.push(token);
+                            }
                         }
                     }
                     self.flood_targets = targets;
@@ -594,6 +640,20 @@ impl Driver {
                 Action::Close { link, reason } => self.close(Token(link as usize), &reason),
             }
         }
+    }
+
+    /// Writes the outboxes that frames were added to this turn: one `write` per link per
+    /// turn, however many frames it carries.
+    fn flush_queued(&mut self) {
+        let mut tokens = std::mem::take(&mut self.to_flush);
+        for &token in &tokens {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.flush_queued = false;
+                self.flush(token);
+            }
+        }
+        tokens.clear();
+        self.to_flush = tokens;
     }
 
     /// Writes as much of a connection's outbox as the socket takes; drops a peer whose
