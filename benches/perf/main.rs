@@ -21,7 +21,8 @@
 //! - `flood`: frames/s one servent forwards from one neighbour to two others, and the
 //!   raw relay's bytes as frames/s; the servent's RSS idle and after the million
 //!   distinct queries of that run (`flood.rs`);
-//! - `scale`: 200 servents in a random graph of degree 4 (`scale.rs`).
+//! - `scale`: 200 servents in a random graph of degree 4: start-up time, memory per
+//!   servent, and the answers to a topology query (`scale.rs`).
 //!
 //! Correctness is checked all along (every query answered exactly once with the right
 //! value, every flood forwarded exactly once, clean servent exits): a failure there
@@ -37,6 +38,7 @@ mod answers;
 mod baseline;
 mod flood;
 mod procs;
+mod scale;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,7 +46,7 @@ use std::time::Duration;
 use answers::Timing;
 use procs::TempDir;
 
-const SECTIONS: [&str; 3] = ["answers", "line", "flood"];
+const SECTIONS: [&str; 4] = ["answers", "line", "flood", "scale"];
 
 fn main() -> ExitCode {
     if let Some(code) = baseline::run_if_child() {
@@ -210,7 +212,7 @@ impl Figure {
 }
 
 fn format_value(value: f64, unit: &str) -> String {
-    if value >= 100.0 {
+    if value >= 100.0 || value.fract() == 0.0 {
         format!("{value:.0}{unit}")
     } else if value >= 1.0 {
         format!("{value:.2}{unit}")
@@ -231,6 +233,7 @@ fn run() -> Result<bool, String> {
             "answers" => answers::run(&settings, &dir, &mut report)?,
             "line" => answers::run_line(&settings, &dir, &mut report)?,
             "flood" => flood::run(&settings, &dir, &mut report)?,
+            "scale" => scale::run(&settings, &dir, &mut report)?,
             _ => unreachable!("sections are checked when parsed"),
         }
     }

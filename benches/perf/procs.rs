@@ -185,6 +185,12 @@ impl Process {
         proc_field(&format!("/proc/{}/status", self.pid()), "VmRSS:")
     }
 
+    /// Proportional set size in KiB (`Pss:` of `/proc/PID/smaps_rollup`): each shared
+    /// page counts for 1/n of it in each of the n processes that map it.
+    pub fn pss_kib(&self) -> Option<u64> {
+        proc_field(&format!("/proc/{}/smaps_rollup", self.pid()), "Pss:")
+    }
+
     /// Stops the process with SIGTERM (a servent exits 0 with its summary line) and
     /// reads its log.
     pub fn stop(mut self) -> Result<Outcome, String> {
