@@ -442,3 +442,72 @@ fn dual_stack_serves_ipv4_and_refuses_ipv6_clients() {
     );
     assert!(!s1.log().contains("[::1]:40000"), "no answer aimed at it");
 }
+
+/// Many users behind one reply address, each with a query outstanding: the first answer
+/// leaves from the servent's port and holds that port pair; the others must not wait
+/// behind it (until its linger runs out) but come at once, from other ports.
+#[test]
+fn answers_to_one_reply_address_go_in_parallel() {
+    const USERS: u32 = 8;
+    let dir = TempDir::new("parallel");
+    let s1 = servent(&dir, "s1", "k v\n", &[]);
+    let replies = TcpListener::bind("127.0.0.1:0").unwrap();
+    let reply_port = replies.local_addr().unwrap().port();
+    let mut links = Vec::new();
+    for seq in 0..USERS {
+        let mut link = TcpStream::connect(s1.local()).unwrap();
+        link.write_all(&Frame::Id { port: reply_port }.to_bytes())
+            .unwrap();
+        let key = Text::try_from("k").unwrap();
+        link.write_all(&Frame::KeyReq { seq, key }.to_bytes())
+            .unwrap();
+        links.push(link);
+    }
+    // Accept every answer, reading each RESP but closing none yet.
+    let mut held = Vec::new();
+    let mut seqs = Vec::new();
+    for _ in 0..USERS {
+        let (mut stream, from) = replies.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let frame = loop {
+            if let Ok(Some((frame, _))) = decode(&buf) {
+                break frame;
+            }
+            let mut chunk = [0u8; 64];
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "reply connection from {from} closed before its RESP");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        match frame {
+            Frame::Resp { seq, value } => {
+                assert_eq!(value.as_bytes(), b"v");
+                seqs.push(seq);
+            }
+            other => panic!("expected a RESP, got {other:?}"),
+        }
+        held.push((stream, from));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..USERS).collect::<Vec<_>>());
+    let from_its_port = held.iter().filter(|(_, f)| f.port() == s1.port()).count();
+    assert_eq!(from_its_port, 1, "one answer holds the port pair: {held:?}");
+    // Every answer came while all of them were still open: none was held back until
+    // another's linger ran out (the servent waits for us to close first).
+    for (stream, from) in &mut held {
+        stream.set_nonblocking(true).unwrap();
+        let open = matches!(
+            stream.read(&mut [0u8; 1]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        assert!(
+            open,
+            "the servent closed its answer from {from} before we did"
+        );
+    }
+    drop(held);
+    let run = client(&s1, "? k\n");
+    assert_eq!(run.lines(), [format!("v {}", s1.local())], "{run:?}");
+}

@@ -1,23 +1,29 @@
-//! Which answers may open a connection now, and which wait. Pure: no sockets.
+//! Which answers may open a connection now, and from which port. Pure: no sockets.
 //!
-//! Two rules. At most `max_open` answer connections at once, so a flood of queries
-//! for unreachable clients cannot eat the process's descriptors. And at most one open
-//! connection per client reply address: answers leave from our listening port, and two
-//! connections from (our port) to (the same reply address) would be the same TCP
-//! 4-tuple, so the second would be refused and have to leave from an ephemeral port,
-//! and the client would see an address that does not name this servent. Answers for a
-//! busy address wait behind the open one, in order.
+//! At most `max_open` answer connections at once, so a flood of queries for unreachable
+//! clients cannot eat the process's descriptors; the rest wait in a bounded queue.
+//!
+//! An answer leaves from our listening port, so the client sees which servent answered
+//! — unless another answer to the same reply address holds that port pair: two
+//! connections from (our port) to (one reply address) would be one TCP 4-tuple. Then
+//! it leaves from an ephemeral port at once, rather than wait for the first to finish.
+//! One client has one query at a time, so this only happens when many users share a
+//! reply address (or a load generator poses as them); answering them one after another
+//! held them to one connection's round trips.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddrV4;
 
 /// What to do with a newly submitted answer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Submitted {
-    /// Open its connection now.
-    Open(Vec<u8>),
-    /// It waits; [`AnswerScheduler::finished`] or [`AnswerScheduler::next_ready`]
-    /// will hand it out.
+    /// Open its connection now; from our listening port if `from_listen_port` (the
+    /// pair is then held until [`AnswerScheduler::release_pair`]).
+    Open {
+        resp: Vec<u8>,
+        from_listen_port: bool,
+    },
+    /// It waits; [`AnswerScheduler::next_ready`] will hand it out.
     Queued,
     /// Too many answers are waiting already: it is dropped.
     Dropped,
@@ -28,12 +34,10 @@ pub struct AnswerScheduler {
     max_open: usize,
     max_waiting: usize,
     open: usize,
-    /// Reply addresses with a connection open, each with the answers queued behind it.
-    busy: HashMap<SocketAddrV4, VecDeque<Vec<u8>>>,
-    /// Answers for idle addresses, waiting for a free connection slot.
+    /// Reply addresses that an open answer reaches from our listening port.
+    pairs_in_use: HashSet<SocketAddrV4>,
+    /// Answers waiting for a free connection slot, oldest first.
     waiting: VecDeque<(SocketAddrV4, Vec<u8>)>,
-    /// All queued answers, in `busy` and in `waiting`.
-    queued: usize,
 }
 
 impl AnswerScheduler {
@@ -42,9 +46,8 @@ impl AnswerScheduler {
             max_open: max_open.max(1),
             max_waiting,
             open: 0,
-            busy: HashMap::new(),
+            pairs_in_use: HashSet::new(),
             waiting: VecDeque::new(),
-            queued: 0,
         }
     }
 
@@ -53,59 +56,46 @@ impl AnswerScheduler {
     }
 
     pub fn queued(&self) -> usize {
-        self.queued
+        self.waiting.len()
     }
 
     pub fn submit(&mut self, to: SocketAddrV4, resp: Vec<u8>) -> Submitted {
-        if !self.busy.contains_key(&to) && self.open < self.max_open {
+        if self.open < self.max_open && self.waiting.is_empty() {
             self.open += 1;
-            self.busy.insert(to, VecDeque::new());
-            return Submitted::Open(resp);
+            let from_listen_port = self.pairs_in_use.insert(to);
+            return Submitted::Open {
+                resp,
+                from_listen_port,
+            };
         }
-        if self.queued >= self.max_waiting {
+        if self.waiting.len() >= self.max_waiting {
             return Submitted::Dropped;
         }
-        self.queued += 1;
-        match self.busy.get_mut(&to) {
-            Some(behind) => behind.push_back(resp),
-            None => self.waiting.push_back((to, resp)),
-        }
+        self.waiting.push_back((to, resp));
         Submitted::Queued
     }
 
-    /// The connection to `to` is over (delivered or lost). Returns the next answer for
-    /// the same address, to open now in the slot just freed.
-    pub fn finished(&mut self, to: SocketAddrV4) -> Option<Vec<u8>> {
-        let behind = self.busy.get_mut(&to)?;
-        match behind.pop_front() {
-            Some(next) => {
-                self.queued -= 1;
-                Some(next)
-            }
-            None => {
-                self.busy.remove(&to);
-                self.open -= 1;
-                None
-            }
-        }
+    /// The answer to `to` that held our port pair no longer does (it is over, or left
+    /// from an ephemeral port after all).
+    pub fn release_pair(&mut self, to: SocketAddrV4) {
+        self.pairs_in_use.remove(&to);
     }
 
-    /// An answer waiting for a free slot whose address is idle, to open now.
-    pub fn next_ready(&mut self) -> Option<(SocketAddrV4, Vec<u8>)> {
-        while self.open < self.max_open {
-            let (to, resp) = self.waiting.pop_front()?;
-            match self.busy.get_mut(&to) {
-                // Its address got busy meanwhile: wait behind that connection instead.
-                Some(behind) => behind.push_back(resp),
-                None => {
-                    self.queued -= 1;
-                    self.open += 1;
-                    self.busy.insert(to, VecDeque::new());
-                    return Some((to, resp));
-                }
-            }
+    /// An answer connection is over (delivered or lost): its slot is free.
+    pub fn finished(&mut self) {
+        self.open = self.open.saturating_sub(1);
+    }
+
+    /// The oldest waiting answer, if a slot is free, to open now: `(to, RESP, from our
+    /// listening port)`.
+    pub fn next_ready(&mut self) -> Option<(SocketAddrV4, Vec<u8>, bool)> {
+        if self.open >= self.max_open {
+            return None;
         }
-        None
+        let (to, resp) = self.waiting.pop_front()?;
+        self.open += 1;
+        let from_listen_port = self.pairs_in_use.insert(to);
+        Some((to, resp, from_listen_port))
     }
 }
 
@@ -118,60 +108,58 @@ mod tests {
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
     }
 
-    #[test]
-    fn one_connection_per_address_in_order() {
-        let mut s = AnswerScheduler::new(10, 10);
-        assert_eq!(s.submit(addr(1), vec![1]), Submitted::Open(vec![1]));
-        assert_eq!(s.submit(addr(1), vec![2]), Submitted::Queued);
-        assert_eq!(s.submit(addr(1), vec![3]), Submitted::Queued);
-        assert_eq!(s.submit(addr(2), vec![9]), Submitted::Open(vec![9]));
-        assert_eq!(s.finished(addr(1)), Some(vec![2]));
-        assert_eq!(s.finished(addr(1)), Some(vec![3]));
-        assert_eq!(s.finished(addr(1)), None);
-        assert_eq!(s.open(), 1);
-        assert_eq!(s.submit(addr(1), vec![4]), Submitted::Open(vec![4]));
+    fn open(resp: u8, from_listen_port: bool) -> Submitted {
+        Submitted::Open {
+            resp: vec![resp],
+            from_listen_port,
+        }
     }
 
     #[test]
-    fn slots_and_queue_are_bounded() {
+    fn a_second_answer_to_a_busy_address_leaves_from_another_port_at_once() {
+        let mut s = AnswerScheduler::new(10, 10);
+        assert_eq!(s.submit(addr(1), vec![1]), open(1, true));
+        assert_eq!(s.submit(addr(1), vec![2]), open(2, false));
+        assert_eq!(s.submit(addr(2), vec![9]), open(9, true));
+        assert_eq!(s.open(), 3);
+        // The pair is free again once its holder lets go, not when any answer ends.
+        s.finished();
+        assert_eq!(s.submit(addr(1), vec![3]), open(3, false));
+        s.release_pair(addr(1));
+        s.finished();
+        assert_eq!(s.submit(addr(1), vec![4]), open(4, true));
+        assert_eq!(s.open(), 3);
+    }
+
+    #[test]
+    fn slots_and_queue_are_bounded_and_served_in_order() {
         let mut s = AnswerScheduler::new(2, 2);
-        assert!(matches!(s.submit(addr(1), vec![1]), Submitted::Open(_)));
-        assert!(matches!(s.submit(addr(2), vec![2]), Submitted::Open(_)));
+        assert_eq!(s.submit(addr(1), vec![1]), open(1, true));
+        assert_eq!(s.submit(addr(2), vec![2]), open(2, true));
         assert_eq!(s.submit(addr(3), vec![3]), Submitted::Queued);
         assert_eq!(s.submit(addr(1), vec![4]), Submitted::Queued);
         assert_eq!(s.submit(addr(4), vec![5]), Submitted::Dropped);
         assert_eq!(s.next_ready(), None, "no free slot");
-        // Address 2 frees its slot: address 3 may go.
-        assert_eq!(s.finished(addr(2)), None);
-        assert_eq!(s.next_ready(), Some((addr(3), vec![3])));
+        s.release_pair(addr(2));
+        s.finished();
+        assert_eq!(s.next_ready(), Some((addr(3), vec![3], true)));
         assert_eq!(s.next_ready(), None);
-        assert_eq!(s.queued(), 1);
+        s.finished();
+        // Address 1 still holds its pair: the waiting answer for it goes another way.
+        assert_eq!(s.next_ready(), Some((addr(1), vec![4], false)));
+        assert_eq!((s.open(), s.queued()), (2, 0));
     }
 
     #[test]
-    fn a_waiting_answer_whose_address_got_busy_waits_behind_it() {
+    fn a_new_answer_does_not_overtake_those_waiting() {
         let mut s = AnswerScheduler::new(1, 10);
-        assert!(matches!(s.submit(addr(1), vec![1]), Submitted::Open(_)));
+        assert_eq!(s.submit(addr(1), vec![1]), open(1, true));
         assert_eq!(s.submit(addr(2), vec![2]), Submitted::Queued);
-        assert_eq!(s.finished(addr(1)), None);
-        // Before the driver asks for the waiting one, address 2 gets a new answer that
-        // takes the free slot; the older one must follow it, not run beside it.
-        assert!(matches!(s.submit(addr(2), vec![3]), Submitted::Open(_)));
+        s.release_pair(addr(1));
+        s.finished();
+        // A slot is free, but an older answer waits for it.
+        assert_eq!(s.submit(addr(3), vec![3]), Submitted::Queued);
+        assert_eq!(s.next_ready(), Some((addr(2), vec![2], true)));
         assert_eq!(s.next_ready(), None);
-        assert_eq!(s.finished(addr(2)), None);
-        assert_eq!(s.next_ready(), Some((addr(2), vec![2])));
-        assert_eq!(s.finished(addr(2)), None);
-        assert_eq!((s.open(), s.queued()), (0, 0));
-
-        // With a slot free, it moves behind the busy address instead.
-        let mut s = AnswerScheduler::new(2, 10);
-        assert!(matches!(s.submit(addr(1), vec![1]), Submitted::Open(_)));
-        assert!(matches!(s.submit(addr(3), vec![1]), Submitted::Open(_)));
-        assert_eq!(s.submit(addr(2), vec![2]), Submitted::Queued);
-        assert_eq!(s.finished(addr(1)), None);
-        assert!(matches!(s.submit(addr(2), vec![3]), Submitted::Open(_)));
-        assert_eq!(s.finished(addr(3)), None);
-        assert_eq!(s.next_ready(), None);
-        assert_eq!(s.finished(addr(2)), Some(vec![2]));
     }
 }

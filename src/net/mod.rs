@@ -157,7 +157,14 @@ const ANSWER_RETRIES: u32 = 5;
 const ANSWER_RETRY_DELAY: Duration = Duration::from_millis(1);
 
 impl Source {
-    const FIRST: Source = Source::ListenPort { attempt: 0 };
+    /// Where an answer first tries to leave from: our port, unless another answer to
+    /// the same address holds the pair.
+    fn first(from_listen_port: bool) -> Source {
+        match from_listen_port {
+            true => Source::ListenPort { attempt: 0 },
+            false => Source::Ephemeral,
+        }
+    }
 
     fn may_retry(self) -> bool {
         matches!(self, Source::ListenPort { attempt } if attempt < ANSWER_RETRIES)
@@ -694,10 +701,11 @@ impl Driver {
     }
 
     fn close(&mut self, token: Token, reason: &str) {
-        let Some(mut conn) = self.conns.remove(&token) else {
+        // Dropping the stream closes it, which takes it out of the epoll set: no
+        // deregister call (one syscall per answer).
+        let Some(conn) = self.conns.remove(&token) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
         match conn.kind {
             Kind::Link { neighbour, inbound } => {
                 if inbound {
@@ -722,7 +730,14 @@ impl Driver {
                 debug!("dial {} failed: {reason}", self.neighbours[neighbour].addr);
                 self.neighbour_lost(neighbour);
             }
-            Kind::Answer { to, phase, .. } => {
+            Kind::Answer {
+                to,
+                phase,
+                from_listen_port,
+            } => {
+                if from_listen_port {
+                    self.answers.release_pair(to);
+                }
                 if phase == AnswerPhase::Lingering {
                     debug!("answer to {to}: done ({reason})");
                 } else {
@@ -732,7 +747,7 @@ impl Driver {
                         format_args!("answer to {to} lost: {reason}"),
                     );
                 }
-                self.answer_done(to);
+                self.answer_done();
             }
         }
     }
@@ -795,9 +810,12 @@ impl Driver {
     /// logged, if too many are waiting).
     fn queue_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>) {
         match self.answers.submit(to, resp) {
-            Submitted::Open(resp) => {
-                if !self.open_answer(to, resp, Source::FIRST) {
-                    self.answer_done(to);
+            Submitted::Open {
+                resp,
+                from_listen_port,
+            } => {
+                if !self.open_answer(to, resp, Source::first(from_listen_port)) {
+                    self.answer_done();
                 }
             }
             Submitted::Queued => debug!(
@@ -816,12 +834,12 @@ impl Driver {
         }
     }
 
-    /// An answer connection to `to` is over: open what was waiting for it or its slot.
-    fn answer_done(&mut self, to: SocketAddrV4) {
-        let mut next = self.answers.finished(to).map(|resp| (to, resp));
-        while let Some((to, resp)) = next.take().or_else(|| self.answers.next_ready()) {
-            if !self.open_answer(to, resp, Source::FIRST) {
-                next = self.answers.finished(to).map(|resp| (to, resp));
+    /// An answer connection is over: its slot goes to the oldest answer waiting.
+    fn answer_done(&mut self) {
+        self.answers.finished();
+        while let Some((to, resp, from_listen_port)) = self.answers.next_ready() {
+            if !self.open_answer(to, resp, Source::first(from_listen_port)) {
+                self.answers.finished();
             }
         }
     }
@@ -860,6 +878,7 @@ impl Driver {
                     "answer to {to}: cannot use port {} ({e}), using an ephemeral port",
                     self.listen_port
                 );
+                self.answers.release_pair(to);
                 return self.open_answer(to, resp, Source::Ephemeral);
             }
             Err(e) => {
@@ -879,6 +898,9 @@ impl Driver {
             Err(e) => {
                 self.stats.answers_lost += 1;
                 warn!("answer to {to} lost: cannot register: {e}");
+                if from_listen_port {
+                    self.answers.release_pair(to);
+                }
                 return false;
             }
         };
@@ -898,37 +920,50 @@ impl Driver {
         else {
             return;
         };
-        if phase == AnswerPhase::Connecting {
-            match sys::connect_finished(&conn.stream) {
-                Ok(false) => return,
-                Ok(true) => {
-                    debug!("answer to {to}: connected");
-                    set_answer_phase(conn, AnswerPhase::Sending);
+        if phase != AnswerPhase::Lingering {
+            // No separate check that the connect is done (two syscalls): the write
+            // itself says `WouldBlock` until it is, or fails with its error.
+            let written = loop {
+                match conn.stream.write(&conn.outbuf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
                 }
+            };
+            match written {
+                Ok(n) => {
+                    if phase == AnswerPhase::Connecting {
+                        debug!("answer to {to}: connected");
+                        set_answer_phase(conn, AnswerPhase::Sending);
+                    }
+                    conn.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if from_listen_port && is_address_clash(&e) => {
-                    let mut conn = self.conns.remove(&token).unwrap();
-                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                    let conn = self.conns.remove(&token).expect("looked up above");
                     debug!("answer to {to}: port clash ({e}), retrying from an ephemeral port");
+                    self.answers.release_pair(to);
                     if !self.open_answer(to, conn.outbuf, Source::Ephemeral) {
-                        self.answer_done(to);
+                        self.answer_done();
                     }
                     return;
                 }
-                Err(e) => return self.close(token, &format!("connect failed: {e}")),
+                Err(e) => {
+                    let what = match phase {
+                        AnswerPhase::Connecting => "connect",
+                        _ => "write",
+                    };
+                    return self.close(token, &format!("{what} failed: {e}"));
+                }
             }
-        }
-        if phase != AnswerPhase::Lingering {
-            self.flush(token);
-            let Some(conn) = self.conns.get_mut(&token) else {
-                return;
-            };
             if !conn.outbuf.is_empty() {
-                return;
+                return; // the rest when it is writable again
             }
             debug!("answer to {to}: RESP sent");
             self.stats.answers_sent += 1;
             set_answer_phase(conn, AnswerPhase::Lingering);
             self.set_deadline(token, Instant::now() + self.options.answer_linger);
+            // The client closes once it has read the RESP; that is a readable event.
+            return;
         }
         // Lingering: anything the client sends is ignored; its close ends the answer.
         loop {
@@ -961,7 +996,7 @@ impl Driver {
                 Timer::RetryAnswer(token) => {
                     if let Some((to, resp, attempt)) = self.retrying.remove(&token) {
                         if !self.open_answer(to, resp, Source::ListenPort { attempt }) {
-                            self.answer_done(to);
+                            self.answer_done();
                         }
                     }
                 }

@@ -63,11 +63,18 @@ pub fn listen(addr: SocketAddr) -> Result<TcpListener, BindError> {
 /// Starts a non-blocking connect to `to`. With `source_port`, the connection leaves
 /// from that port of ours (shared with our listener through `SO_REUSEPORT`).
 ///
-/// The connect is only begun: the caller waits for writability and then confirms it.
+/// The connect is only begun: the caller waits for writability, then confirms it (or
+/// just writes: a write before the connect is done says `WouldBlock`, and one after it
+/// failed returns the connect's error).
 pub fn connect_from(to: SocketAddrV4, source_port: Option<u16>) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
+    // Non-blocking from the start: two fcntl calls fewer on every answer. No
+    // TCP_NODELAY here: an answer is one write, which Nagle never holds back, and links
+    // get it when they are set up.
+    let socket = Socket::new(
+        Domain::IPV4,
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     if let Some(port) = source_port {
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
