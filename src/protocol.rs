@@ -33,8 +33,21 @@ const FLOOD_HEADER: usize = 16;
 /// A key, value or topology string: at most [`MAX_TEXT`] bytes, not necessarily UTF-8.
 ///
 /// The length limit is checked when a `Text` is made, so encoding can never fail.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Text(Vec<u8>);
+///
+/// Keys are short, and every flood a servent forwards carries one, so a text of up to
+/// [`INLINE_TEXT`] bytes is stored in place: decoding and forwarding a KEYFLOOD
+/// allocates nothing. Longer texts (values, grown topology strings) go to the heap.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+/// Texts up to this long are stored in place (the whole `Text` is then 64 bytes).
+pub const INLINE_TEXT: usize = 62;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE_TEXT] },
+    Heap(Box<[u8]>),
+}
 
 /// A text longer than [`MAX_TEXT`] bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,29 +64,66 @@ impl fmt::Display for TextTooLong {
 impl std::error::Error for TextTooLong {}
 
 impl Text {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Text, TextTooLong> {
-        let bytes = bytes.into();
+    pub fn new(bytes: impl AsRef<[u8]>) -> Result<Text, TextTooLong> {
+        let bytes = bytes.as_ref();
         if bytes.len() > MAX_TEXT {
             return Err(TextTooLong { len: bytes.len() });
         }
-        Ok(Text(bytes))
+        Ok(Text::from_checked(bytes))
+    }
+
+    /// `bytes` is at most [`MAX_TEXT`] long.
+    fn from_checked(bytes: &[u8]) -> Text {
+        if bytes.len() <= INLINE_TEXT {
+            let mut inline = [0u8; INLINE_TEXT];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Text(Repr::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            })
+        } else {
+            Text(Repr::Heap(bytes.into()))
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(bytes) => bytes,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_bytes().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
     }
 
     /// The text for people: invalid UTF-8 is shown lossily, never refused.
     pub fn to_lossy(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.0)
+        String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::from_checked(b"")
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Text {}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 
@@ -274,7 +324,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
     if buf.len() < total {
         return Ok(None);
     }
-    let text = || Text(buf[header..total].to_vec());
+    let text = || Text::from_checked(&buf[header..total]);
     let frame = match kind {
         TYPE_ID => Frame::Id {
             port: be_u16(buf, 2),
@@ -356,6 +406,29 @@ mod tests {
             Text::new(vec![b'x'; MAX_TEXT + 1]),
             Err(TextTooLong { len: MAX_TEXT + 1 })
         );
+    }
+
+    #[test]
+    fn texts_in_place_and_on_the_heap_behave_alike() {
+        assert_eq!(std::mem::size_of::<Text>(), 64);
+        for len in [
+            0,
+            1,
+            INLINE_TEXT - 1,
+            INLINE_TEXT,
+            INLINE_TEXT + 1,
+            MAX_TEXT,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let text = Text::new(&bytes).unwrap();
+            assert_eq!(text.as_bytes(), &bytes[..]);
+            assert_eq!(text.len(), len);
+            let frame = Frame::KeyReq { seq: 7, key: text };
+            let (decoded, used) = decode(&frame.to_bytes()).unwrap().unwrap();
+            assert_eq!((decoded, used), (frame.clone(), frame.encoded_len()));
+        }
+        assert_eq!(Text::default(), Text::new(b"").unwrap());
+        assert_ne!(Text::new(b"ab").unwrap(), Text::new(b"abc").unwrap());
     }
 
     #[test]
