@@ -24,6 +24,7 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
+use crate::idmap::IdMap;
 use crate::protocol::{self, Frame};
 use crate::servent::{Action, Direction, LinkId, Role, Servent};
 use answers::{AnswerScheduler, Submitted};
@@ -204,7 +205,7 @@ pub struct Driver {
     listen_port: u16,
     servent: Servent,
     options: Options,
-    conns: HashMap<Token, Conn>,
+    conns: IdMap<Token, Conn>,
     /// Tokens only grow: a late event can never reach the wrong connection.
     next_token: usize,
     neighbours: Vec<Neighbour>,
@@ -266,7 +267,7 @@ impl Driver {
             listen_port,
             servent,
             options,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             next_token: 1,
             neighbours,
             timers: BinaryHeap::new(),

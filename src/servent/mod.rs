@@ -7,12 +7,13 @@
 
 pub mod seen;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use crate::idmap::IdMap;
 use crate::protocol::{Flood, Frame, Text, INITIAL_TTL};
 use crate::store::Store;
 pub use seen::{QueryId, SeenCache};
@@ -100,7 +101,7 @@ struct Link {
 #[derive(Debug)]
 pub struct Servent {
     store: Store,
-    links: HashMap<LinkId, Link>,
+    links: IdMap<LinkId, Link>,
     /// Neighbour links in the order they came up: floods go out in that order.
     neighbours: Vec<LinkId>,
     seen: SeenCache,
@@ -115,7 +116,7 @@ impl Servent {
     pub fn new(store: Store, listen_port: u16, config: Config) -> Servent {
         Servent {
             store,
-            links: HashMap::new(),
+            links: IdMap::default(),
             neighbours: Vec::new(),
             seen: SeenCache::new(config.seen_lifetime, config.seen_capacity),
             listen_port,
