@@ -32,7 +32,8 @@
 //! Knobs: `PERF_SECS` (measured seconds per level, default 10), `PERF_WARMUP_SECS` (1),
 //! `PERF_CLIENTS` (1,16,64), `PERF_KEYS` (1000), `PERF_FLOODS` (1000000),
 //! `PERF_SCALE` (200 servents), `PERF_SERVENT_ARGS` (extra servent flags). Run without
-//! `--bench` (as `cargo test --benches` does), every section is a short smoke run.
+//! `--bench` (`cargo test --bench perf`, as `scripts/test.sh` does), every section is a
+//! short smoke run.
 
 mod answers;
 mod baseline;
@@ -71,6 +72,8 @@ pub struct Settings {
     pub floods: usize,
     pub scale: usize,
     pub strict: bool,
+    /// Run without `--bench`: a short run that checks correctness, not speed.
+    pub smoke: bool,
     pub servent_args: Vec<String>,
 }
 
@@ -110,7 +113,7 @@ impl Settings {
             Duration::try_from_secs_f64(env_parse(name, default)?)
                 .map_err(|e| format!("{name}: {e}"))
         };
-        // Without `--bench` (`cargo test --benches`), a short smoke run by default.
+        // Without `--bench` (`cargo test --bench perf`), a short smoke run by default.
         let timing = Timing {
             warmup: secs("PERF_WARMUP_SECS", if benching { 1.0 } else { 0.2 })?,
             secs: secs("PERF_SECS", if benching { 10.0 } else { 1.0 })?,
@@ -148,6 +151,7 @@ impl Settings {
             floods: positive("PERF_FLOODS", if benching { 1_000_000 } else { 20_000 })?,
             scale: positive("PERF_SCALE", if benching { 200 } else { 20 })?,
             strict: env_parse("PERF_STRICT", 0u8)? != 0,
+            smoke: !benching,
             servent_args: std::env::var("PERF_SERVENT_ARGS")
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
@@ -227,6 +231,12 @@ fn run() -> Result<bool, String> {
     let dir = TempDir::new()?;
     let mut report = Report::default();
     println!("perf: {}", procs::SERVENT);
+    if settings.smoke {
+        println!(
+            "perf: smoke run (no --bench): short levels, small counts, maybe a debug build; \
+             the checks hold, the figures mean little"
+        );
+    }
     for section in &settings.sections {
         println!();
         match section.as_str() {
