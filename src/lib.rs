@@ -11,10 +11,10 @@
 //!   in, [`servent::Action`]s out, time as a parameter.
 //! - [`net`]: the `mio` loop that drives a servent over real sockets.
 //! - [`client`]: REPL commands and the answer window (pure), and the client's I/O.
-//! - [`idmap`]: hash maps keyed by our own counters (tokens, link ids), hashed cheaply.
+//! - [`hashing`]: cheap hashing for the maps on the forwarding path.
 
 pub mod client;
-pub mod idmap;
+pub mod hashing;
 pub mod net;
 pub mod protocol;
 pub mod servent;

@@ -9,12 +9,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use crate::hashing::FoldHashSeeds;
 use crate::protocol::{Text, MAX_TEXT};
 
 /// A loaded key-value file.
 #[derive(Debug, Default, Clone)]
 pub struct Store {
-    entries: HashMap<Vec<u8>, Text>,
+    /// Looked up for every query that passes; peers choose the keys, so hashed with
+    /// per-process seeds.
+    entries: HashMap<Vec<u8>, Text, FoldHashSeeds>,
 }
 
 /// Why a key-value file cannot be loaded. `line` is 1-based.
@@ -70,7 +73,7 @@ fn trim(mut s: &[u8]) -> &[u8] {
 impl Store {
     /// Parses a key-value file's contents.
     pub fn parse(contents: &[u8]) -> Result<Store, StoreError> {
-        let mut entries = HashMap::new();
+        let mut entries = HashMap::default();
         for (index, raw_line) in contents.split(|&b| b == b'\n').enumerate() {
             let line_number = index + 1;
             let line = trim(raw_line);

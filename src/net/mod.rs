@@ -24,7 +24,7 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::idmap::IdMap;
+use crate::hashing::IdMap;
 use crate::protocol::{self, Frame};
 use crate::servent::{Action, Direction, LinkId, Role, Servent};
 use answers::{AnswerScheduler, Submitted};

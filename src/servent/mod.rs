@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use crate::idmap::IdMap;
+use crate::hashing::IdMap;
 use crate::protocol::{Flood, Frame, Text, INITIAL_TTL};
 use crate::store::Store;
 pub use seen::{QueryId, SeenCache};
