@@ -5,14 +5,16 @@
 //! most `capacity` of them (the oldest go first), so memory plateaus under any load.
 //! Time is a parameter: tests move a fake clock instead of sleeping.
 //!
-//! Memory is what bounds this structure under attack, so an entry is small: the 12-byte
-//! id in the set, and the id with a 4-byte expiry (tenths of a second since the cache
-//! was made, good for 13 years) in the queue.
+//! Memory is what bounds this structure under attack, so an entry is small: the id
+//! with a 4-byte expiry (tenths of a second since the cache was made, good for 13
+//! years) in a queue, and an 8-byte slot pointing at it in an index never more than
+//! half full: 32 bytes an entry at the default capacity.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+use crate::hashing::FoldHashSeeds;
 
 /// One query, named the same everywhere in the network: the client's reply address and
 /// its sequence number.
@@ -24,154 +26,305 @@ pub struct QueryId {
 }
 
 impl Hash for QueryId {
-    /// Two words rather than field by field: with [`IdHasher`] that is two multiplies.
+    /// Two words rather than field by field: with [`FoldHashSeeds`] that is two
+    /// multiplies.
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(u64::from(u32::from(self.ip)) << 32 | u64::from(self.seq));
         state.write_u16(self.port);
     }
 }
 
-/// Seeds for [`IdHasher`], random per process.
-///
-/// Every flood a servent forwards is inserted here, so SipHash (std's default) was a
-/// quarter of the forwarding time. A multiply-fold hash is a few cycles; its seeds come
-/// from std's random keys, so a neighbour choosing query ids cannot aim them at one
-/// bucket without knowing them.
-#[derive(Debug, Clone)]
-pub struct IdHashSeeds {
-    seed: u64,
-    multiplier: u64,
-}
-
-impl Default for IdHashSeeds {
-    fn default() -> IdHashSeeds {
-        let random = RandomState::new();
-        IdHashSeeds {
-            seed: random.hash_one(0x5EED_u64),
-            multiplier: random.hash_one(0xFAC7_u64) | 1,
-        }
-    }
-}
-
-impl BuildHasher for IdHashSeeds {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher {
-            state: self.seed,
-            multiplier: self.multiplier,
-        }
-    }
-}
-
-pub struct IdHasher {
-    state: u64,
-    multiplier: u64,
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        // The high and low halves of the 128-bit product, folded: every input bit
-        // reaches every output bit.
-        let product = u128::from(self.state ^ word) * u128::from(self.multiplier);
-        self.state = (product as u64) ^ ((product >> 64) as u64);
-    }
-
-    fn write_u16(&mut self, word: u16) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn write_u32(&mut self, word: u32) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn finish(&self) -> u64 {
-        self.state
-    }
-}
-
 /// A set of recently seen queries, bounded by age and by size.
+///
+/// Two arrays, no per-entry allocation:
+///
+/// - `ring`, the entries in insertion order: a circular buffer of (expiry tick, id),
+///   16 bytes each. The oldest is at `head`; it is the first evicted when the cache is
+///   full and, since insertions come with a clock that never goes back, the first to
+///   expire.
+/// - `slots`, an open-addressing index over the ring: linear probing, a power-of-two
+///   number of slots at least twice the ring's, so it is never more than half full.
+///   A slot is 8 bytes: 32 bits of the id's hash (which place it, and filter probes)
+///   and the entry's position in the ring plus one (0 marks an empty slot). A match is
+///   always confirmed against the full id in the ring. Deletion shifts the following
+///   entries back instead of leaving tombstones, so a cache that stays full, one in
+///   and one out per insert, keeps short probe sequences forever. Homes come from
+///   [`FoldHashSeeds`], keyed per process, so a neighbour cannot pick ids that pile up
+///   in one run of slots.
+///
+/// That is 32 bytes an entry when `capacity` is a power of two (the default), at most
+/// 48 otherwise. Both arrays grow by doubling up to `capacity` as entries arrive, so
+/// an idle servent with a large capacity does not pay for it. At capacity an insert
+/// costs about two cache misses: finding where the new id goes, and the oldest entry's
+/// slot to free it.
 #[derive(Debug)]
 pub struct SeenCache {
     /// Lifetime in ticks (tenths of a second), at least one.
     lifetime: u32,
+    /// At most [`MAX_CAPACITY`].
     capacity: usize,
     /// Tick 0: when the cache was made (or first used, if `now` came earlier).
     epoch: Option<Instant>,
-    members: HashSet<QueryId, IdHashSeeds>,
-    /// Members in insertion order, with the tick each expires at. Insertions come with
-    /// a clock that never goes back, so the front is always the next to expire.
-    by_expiry: VecDeque<(u32, QueryId)>,
+    /// The tick of every instant in `[from, until)`, kept from the last computation:
+    /// a driver passes the same `now` for a whole batch of frames.
+    clock: Option<ClockCache>,
+    hashes: FoldHashSeeds,
+    /// Circular, `len` entries from `head`; its length is what is allocated so far.
+    ring: Vec<Entry>,
+    head: usize,
+    len: usize,
+    /// `hash << 32 | (position in ring + 1)`, or 0 for an empty slot.
+    slots: Vec<u64>,
+    /// `slots.len() - 1`.
+    mask: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    expiry: u32,
+    id: QueryId,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClockCache {
+    from: Instant,
+    until: Instant,
+    tick: u32,
 }
 
 const TICK: Duration = Duration::from_millis(100);
+const TICK_NANOS: u32 = 100_000_000;
+const TICKS_PER_SECOND: u64 = 10;
+/// Ring positions and slot homes are 32-bit: at most 2^31 entries (64 GiB of them).
+const MAX_CAPACITY: usize = 1 << 31;
+/// The ring's first allocation.
+const MIN_RING: usize = 16;
+const EMPTY: u64 = 0;
+const PLACEHOLDER: Entry = Entry {
+    expiry: 0,
+    id: QueryId {
+        ip: Ipv4Addr::UNSPECIFIED,
+        port: 0,
+        seq: 0,
+    },
+};
+
+/// Where a probe for an id ended.
+enum Probe {
+    Found,
+    /// Not there; this empty slot is where it would go.
+    Vacant(usize),
+}
 
 impl SeenCache {
+    /// A cache remembering each id for `lifetime` (rounded up to whole tenths of a
+    /// second), holding at most `capacity` of them (at least 1, and at most 2^31).
     pub fn new(lifetime: Duration, capacity: usize) -> SeenCache {
         let ticks = lifetime.as_millis().div_ceil(TICK.as_millis()).max(1);
         SeenCache {
             lifetime: u32::try_from(ticks).unwrap_or(u32::MAX),
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             epoch: None,
-            members: HashSet::default(),
-            by_expiry: VecDeque::new(),
+            clock: None,
+            hashes: FoldHashSeeds::default(),
+            ring: Vec::new(),
+            head: 0,
+            len: 0,
+            slots: Vec::new(),
+            mask: 0,
         }
     }
 
     fn tick(&mut self, now: Instant) -> u32 {
+        match self.clock {
+            Some(clock) if clock.from <= now && now < clock.until => clock.tick,
+            _ => self.tick_uncached(now),
+        }
+    }
+
+    #[cold]
+    fn tick_uncached(&mut self, now: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(now);
-        let ticks = now.saturating_duration_since(epoch).as_millis() / TICK.as_millis();
-        u32::try_from(ticks).unwrap_or(u32::MAX)
+        let since = now.saturating_duration_since(epoch);
+        // Whole seconds and the tenths in the rest: no 128-bit division.
+        let ticks = since
+            .as_secs()
+            .saturating_mul(TICKS_PER_SECOND)
+            .saturating_add(u64::from(since.subsec_nanos() / TICK_NANOS));
+        let tick = u32::try_from(ticks).unwrap_or(u32::MAX);
+        // The instants that round down to this same tick, if they can be named.
+        self.clock = (tick < u32::MAX)
+            .then(|| {
+                let from = epoch.checked_add(TICK.checked_mul(tick)?)?;
+                let until = from.checked_add(TICK)?;
+                Some(ClockCache { from, until, tick })
+            })
+            .flatten();
+        tick
     }
 
     /// Records `id` as seen at `now`. Returns false if it was already there.
     pub fn insert(&mut self, id: QueryId, now: Instant) -> bool {
-        self.expire(now);
-        if self.members.contains(&id) {
-            return false;
+        let tick = self.tick(now);
+        self.expire_tick(tick);
+        let hash = self.hash(&id);
+        let mut slot = match self.probe(&id, hash) {
+            Probe::Found => return false,
+            Probe::Vacant(slot) => slot,
+        };
+        if self.len == self.ring.len() {
+            if self.len >= self.capacity {
+                self.pop_oldest();
+            } else {
+                self.grow();
+            }
+            // Either may have moved entries across the slot found.
+            slot = self.vacant_slot(hash);
         }
-        while self.members.len() >= self.capacity {
-            self.pop_oldest();
+        let mut position = self.head + self.len;
+        if position >= self.ring.len() {
+            position -= self.ring.len();
         }
-        self.members.insert(id);
         // Ticks round `now` down; one more keeps the id for at least the whole lifetime.
-        let expiry = self.tick(now).saturating_add(self.lifetime + 1);
-        self.by_expiry.push_back((expiry, id));
+        let expiry = tick.saturating_add(self.lifetime).saturating_add(1);
+        self.ring[position] = Entry { expiry, id };
+        self.slots[slot] = slot_value(hash, position);
+        self.len += 1;
         true
     }
 
     pub fn contains(&self, id: &QueryId) -> bool {
-        self.members.contains(id)
+        self.len > 0 && matches!(self.probe(id, self.hash(id)), Probe::Found)
     }
 
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.len == 0
     }
 
     /// Forgets every entry whose lifetime is over at `now`.
     pub fn expire(&mut self, now: Instant) {
-        let now = self.tick(now);
-        while matches!(self.by_expiry.front(), Some((expiry, _)) if *expiry <= now) {
+        let tick = self.tick(now);
+        self.expire_tick(tick);
+    }
+
+    fn expire_tick(&mut self, now: u32) {
+        while self.len > 0 && self.ring[self.head].expiry <= now {
             self.pop_oldest();
         }
     }
 
-    fn pop_oldest(&mut self) {
-        if let Some((_, id)) = self.by_expiry.pop_front() {
-            self.members.remove(&id);
+    fn hash(&self, id: &QueryId) -> u32 {
+        self.hashes.hash_one(id) as u32
+    }
+
+    fn home(&self, hash: u32) -> usize {
+        hash as usize & self.mask
+    }
+
+    /// Looks `id` up.
+    fn probe(&self, id: &QueryId, hash: u32) -> Probe {
+        if self.slots.is_empty() {
+            return Probe::Vacant(0);
+        }
+        let mut slot = self.home(hash);
+        loop {
+            let value = self.slots[slot];
+            if value == EMPTY {
+                return Probe::Vacant(slot);
+            }
+            if (value >> 32) as u32 == hash && self.ring[position_of(value)].id == *id {
+                return Probe::Found;
+            }
+            slot = (slot + 1) & self.mask;
         }
     }
+
+    /// The first empty slot from `hash`'s home: where an id known to be absent goes.
+    fn vacant_slot(&self, hash: u32) -> usize {
+        let mut slot = self.home(hash);
+        while self.slots[slot] != EMPTY {
+            slot = (slot + 1) & self.mask;
+        }
+        slot
+    }
+
+    fn pop_oldest(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let position = self.head;
+        let hash = self.hash(&self.ring[position].id);
+        let value = slot_value(hash, position);
+        let mut slot = self.home(hash);
+        while self.slots[slot] != value {
+            slot = (slot + 1) & self.mask;
+        }
+        self.remove_slot(slot);
+        self.head += 1;
+        if self.head == self.ring.len() {
+            self.head = 0;
+        }
+        self.len -= 1;
+    }
+
+    /// Empties `hole`, then moves each following entry of its run back into the hole if
+    /// that is no further from the entry's home than where it is: every entry stays
+    /// reachable from its home without crossing an empty slot.
+    fn remove_slot(&mut self, mut hole: usize) {
+        let mask = self.mask;
+        let mut slot = (hole + 1) & mask;
+        loop {
+            let value = self.slots[slot];
+            if value == EMPTY {
+                break;
+            }
+            let home = self.home((value >> 32) as u32);
+            // Distances going forward (wrapping) from home, and from the hole, to here.
+            if slot.wrapping_sub(home) & mask >= slot.wrapping_sub(hole) & mask {
+                self.slots[hole] = value;
+                hole = slot;
+            }
+            slot = (slot + 1) & mask;
+        }
+        self.slots[hole] = EMPTY;
+    }
+
+    /// Doubles the ring (up to `capacity`) and rebuilds the index over it, the
+    /// entries moved to the front in order.
+    #[cold]
+    fn grow(&mut self) {
+        let size = (self.ring.len() * 2).max(MIN_RING).min(self.capacity);
+        let mut ring = vec![PLACEHOLDER; size];
+        for (offset, entry) in ring.iter_mut().enumerate().take(self.len) {
+            let mut position = self.head + offset;
+            if position >= self.ring.len() {
+                position -= self.ring.len();
+            }
+            *entry = self.ring[position];
+        }
+        self.ring = ring;
+        self.head = 0;
+        let slots = (size * 2).next_power_of_two();
+        self.slots = vec![EMPTY; slots];
+        self.mask = slots - 1;
+        for position in 0..self.len {
+            let hash = self.hash(&self.ring[position].id);
+            let slot = self.vacant_slot(hash);
+            self.slots[slot] = slot_value(hash, position);
+        }
+    }
+}
+
+fn slot_value(hash: u32, position: usize) -> u64 {
+    u64::from(hash) << 32 | (position as u64 + 1)
+}
+
+fn position_of(value: u64) -> usize {
+    (value as u32 - 1) as usize
 }
 
 #[cfg(test)]
@@ -236,5 +389,132 @@ mod tests {
             },
             now
         ));
+    }
+
+    /// The cache as it was first written, a `HashSet` and a `VecDeque`: the contract,
+    /// tick rounding included, without the open addressing.
+    struct Model {
+        lifetime: u32,
+        capacity: usize,
+        epoch: Option<Instant>,
+        members: std::collections::HashSet<QueryId>,
+        queue: std::collections::VecDeque<(u32, QueryId)>,
+    }
+
+    impl Model {
+        fn new(lifetime: Duration, capacity: usize) -> Model {
+            let ticks = lifetime.as_millis().div_ceil(TICK.as_millis()).max(1);
+            Model {
+                lifetime: u32::try_from(ticks).unwrap_or(u32::MAX),
+                capacity: capacity.max(1),
+                epoch: None,
+                members: Default::default(),
+                queue: Default::default(),
+            }
+        }
+
+        fn tick(&mut self, now: Instant) -> u32 {
+            let epoch = *self.epoch.get_or_insert(now);
+            let ticks = now.saturating_duration_since(epoch).as_millis() / TICK.as_millis();
+            u32::try_from(ticks).unwrap_or(u32::MAX)
+        }
+
+        fn expire(&mut self, now: Instant) {
+            let now = self.tick(now);
+            while matches!(self.queue.front(), Some((expiry, _)) if *expiry <= now) {
+                self.pop_oldest();
+            }
+        }
+
+        fn pop_oldest(&mut self) {
+            if let Some((_, id)) = self.queue.pop_front() {
+                self.members.remove(&id);
+            }
+        }
+
+        fn insert(&mut self, id: QueryId, now: Instant) -> bool {
+            self.expire(now);
+            if self.members.contains(&id) {
+                return false;
+            }
+            while self.members.len() >= self.capacity {
+                self.pop_oldest();
+            }
+            self.members.insert(id);
+            let expiry = self.tick(now).saturating_add(self.lifetime + 1);
+            self.queue.push_back((expiry, id));
+            true
+        }
+    }
+
+    /// xorshift64: deterministic, and enough to scatter ids and clock steps.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Long random runs against [`Model`]: the index grows several times, the ring
+    /// wraps, evictions shift runs of colliding slots back, and the clock jumps, stalls
+    /// and sometimes steps back a little (the tick cache must not answer for those).
+    #[test]
+    fn agrees_with_the_simple_model() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for (capacity, lifetime_ms) in [
+            (1, 1000),
+            (2, 100),
+            (3, 60_000),
+            (7, 250),
+            (16, 1000),
+            (17, 60_000),
+            (100, 2000),
+            (1000, 500),
+            (4096, 60_000),
+            (5000, 3000),
+        ] {
+            let lifetime = Duration::from_millis(lifetime_ms);
+            let mut cache = SeenCache::new(lifetime, capacity);
+            let mut model = Model::new(lifetime, capacity);
+            // Enough distinct ids to overflow the capacity, few enough to repeat.
+            let pool = (capacity as u64 * 3).max(8);
+            let id_of = |n: u64| QueryId {
+                ip: Ipv4Addr::from(0x0A00_0000 | (n % 5) as u32),
+                port: 5000 + (n % 3) as u16,
+                seq: (n / 15) as u32,
+            };
+            let mut now = Instant::now() + Duration::from_secs(1);
+            for _ in 0..30_000 {
+                now = match rng.below(100) {
+                    0..=59 => now,
+                    60..=94 => now + Duration::from_millis(rng.below(150)),
+                    95..=97 => now + Duration::from_millis(rng.below(5 * lifetime_ms)),
+                    _ => now - Duration::from_millis(rng.below(120)),
+                };
+                let id = id_of(rng.below(pool));
+                if rng.below(50) == 0 {
+                    cache.expire(now);
+                    model.expire(now);
+                } else {
+                    let new = cache.insert(id, now);
+                    assert_eq!(new, model.insert(id, now), "{id:?} capacity {capacity}");
+                }
+                assert_eq!(cache.len(), model.members.len());
+                assert_eq!(cache.is_empty(), model.members.is_empty());
+                let probe = id_of(rng.below(pool));
+                assert_eq!(cache.contains(&probe), model.members.contains(&probe));
+            }
+            for n in 0..pool {
+                assert_eq!(cache.contains(&id_of(n)), model.members.contains(&id_of(n)));
+            }
+        }
     }
 }
