@@ -217,6 +217,18 @@ impl Servent {
         }
     }
 
+    /// A hint before a batch of frames is handled: reads what handling the `nth` of
+    /// them will look up in the seen set (see [`SeenCache::prefetch`]), so that a
+    /// batch's cache misses overlap. Decides nothing.
+    pub fn prefetch(&self, frame: &Frame, nth: usize) -> u64 {
+        match frame {
+            Frame::KeyFlood(flood) | Frame::TopoFlood(flood) => {
+                self.seen.prefetch(&query_id(flood), nth)
+            }
+            _ => 0,
+        }
+    }
+
     /// The next thing to do, if any.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -317,12 +329,7 @@ impl Servent {
     /// Seen-check shared by both query kinds: true if the query is new here.
     /// `from` is None for a client's request.
     fn admit(&mut self, from: Option<LinkId>, flood: &Flood, now: Instant) -> bool {
-        let id = QueryId {
-            ip: *flood.client.ip(),
-            port: flood.client.port(),
-            seq: flood.seq,
-        };
-        if self.seen.insert(id, now) {
+        if self.seen.insert(query_id(flood), now) {
             return true;
         }
         self.counters.duplicates += 1;
@@ -454,5 +461,13 @@ fn describe_source(from: Option<LinkId>) -> String {
     match from {
         Some(link) => format!("link {link}"),
         None => "the client".to_string(),
+    }
+}
+
+fn query_id(flood: &Flood) -> QueryId {
+    QueryId {
+        ip: *flood.client.ip(),
+        port: flood.client.port(),
+        seq: flood.seq,
     }
 }

@@ -193,6 +193,28 @@ impl SeenCache {
         true
     }
 
+    /// Reads the index slot where `id` would be looked up, and that of the entry the
+    /// `nth` insert from now would evict if the cache is full, changing nothing.
+    ///
+    /// At capacity an insert is two cache misses, one after the other. A caller with a
+    /// batch of ids in hand reads them all first: the misses then overlap (the loads
+    /// are independent), and the inserts that follow find the slots cached. The
+    /// result only keeps the loads from being optimised away.
+    pub fn prefetch(&self, id: &QueryId, nth: usize) -> u64 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        let mut touched = self.slots[self.home(self.hash(id))];
+        if self.len >= self.capacity && nth < self.len {
+            let mut position = self.head + nth;
+            if position >= self.ring.len() {
+                position -= self.ring.len();
+            }
+            touched ^= self.slots[self.home(self.hash(&self.ring[position].id))];
+        }
+        touched
+    }
+
     pub fn contains(&self, id: &QueryId) -> bool {
         self.len > 0 && matches!(self.probe(id, self.hash(id)), Probe::Found)
     }
@@ -356,6 +378,24 @@ mod tests {
         assert!(seen.insert(id(1), start));
         assert!(!seen.insert(id(1), start + Duration::from_millis(50)));
         assert!(seen.insert(id(1), start + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn prefetch_changes_nothing() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 4);
+        assert_eq!(seen.prefetch(&id(1), 0), 0, "an empty cache reads nothing");
+        for seq in 0..6 {
+            assert!(seen.insert(id(seq), start));
+            for nth in 0..8 {
+                seen.prefetch(&id(seq), nth);
+                seen.prefetch(&id(100 + seq), nth);
+            }
+        }
+        assert_eq!(seen.len(), 4);
+        assert!(!seen.contains(&id(1)) && seen.contains(&id(2)) && seen.contains(&id(5)));
+        assert!(!seen.insert(id(5), start));
+        assert!(seen.insert(id(1), start));
     }
 
     #[test]
