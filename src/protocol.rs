@@ -121,6 +121,13 @@ impl PartialEq for Text {
 
 impl Eq for Text {}
 
+/// Lets a map keyed by `Text` be searched with plain bytes (the hash is the same).
+impl std::borrow::Borrow<[u8]> for Text {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 impl std::hash::Hash for Text {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.as_bytes().hash(state);

@@ -16,8 +16,9 @@ use crate::protocol::{Text, MAX_TEXT};
 #[derive(Debug, Default, Clone)]
 pub struct Store {
     /// Looked up for every query that passes; peers choose the keys, so hashed with
-    /// per-process seeds.
-    entries: HashMap<Vec<u8>, Text, FoldHashSeeds>,
+    /// per-process seeds. Keys are `Text`s, so a short one is compared in the entry
+    /// itself, with no pointer to follow.
+    entries: HashMap<Text, Text, FoldHashSeeds>,
 }
 
 /// Why a key-value file cannot be loaded. `line` is 1-based.
@@ -83,17 +84,15 @@ impl Store {
             let key_end = line.iter().position(is_space).unwrap_or(line.len());
             let (key, rest) = line.split_at(key_end);
             let value = trim(rest);
-            if key.len() > MAX_TEXT {
-                return Err(StoreError::KeyTooLong {
-                    line: line_number,
-                    len: key.len(),
-                });
-            }
+            let key = Text::new(key).map_err(|e| StoreError::KeyTooLong {
+                line: line_number,
+                len: e.len,
+            })?;
             let value = Text::new(value).map_err(|e| StoreError::ValueTooLong {
                 line: line_number,
                 len: e.len,
             })?;
-            entries.insert(key.to_vec(), value);
+            entries.insert(key, value);
         }
         Ok(Store { entries })
     }
