@@ -31,7 +31,8 @@
 //!
 //! Knobs: `PERF_SECS` (measured seconds per level, default 10), `PERF_WARMUP_SECS` (1),
 //! `PERF_CLIENTS` (1,16,64), `PERF_KEYS` (1000), `PERF_FLOODS` (1000000),
-//! `PERF_SCALE` (200 servents), `PERF_SERVENT_ARGS` (extra servent flags). Run without
+//! `PERF_SCALE` (200 servents), `PERF_SERVENT_ARGS` (extra servent flags), `PERF_WRAP` (a
+//! command each servent runs under, e.g. `valgrind --tool=callgrind`). Run without
 //! `--bench` (`cargo test --bench perf`, as `scripts/test.sh` does), every section is a
 //! short smoke run.
 

@@ -92,7 +92,18 @@ impl Process {
         flags: &[String],
         rust_log: &str,
     ) -> Result<Process, String> {
-        let mut command = Command::new(SERVENT);
+        // PERF_WRAP runs each servent under a tool: `valgrind --tool=callgrind ...`.
+        let wrap: Vec<String> = std::env::var("PERF_WRAP")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((tool, tool_args)) => {
+                let mut command = Command::new(tool);
+                command.args(tool_args).arg(SERVENT);
+                command
+            }
+            None => Command::new(SERVENT),
+        };
         command
             .args(flags)
             .arg("0")
