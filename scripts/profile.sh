@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Profiles a servent forwarding floods (the `flood` section of `cargo bench`).
 #
-#   scripts/profile.sh perf [FLOODS]        # sampled: where the time goes (default 6M)
+#   scripts/profile.sh perf [FLOODS]        # sampled: where the time goes (default 10M)
 #   scripts/profile.sh callgrind [FLOODS]   # counted: instructions per flood (default 200k)
 #
-# perf samples the cpu-clock of the flood servent for 2 s while it forwards (hardware
+# perf samples the cpu-clock of the flood servent for 1 s while it forwards (hardware
 # counters are often missing in virtual machines; cpu-clock always works), then prints
 # the top symbols, kernel included. callgrind runs every servent of the section under
 # valgrind and prints the instructions each forwarded flood cost, and the top
@@ -20,7 +20,7 @@ cargo bench --no-run >/dev/null 2>&1 || cargo bench --no-run
 
 case "$tool" in
 perf)
-    floods=${2:-6000000}
+    floods=${2:-10000000}
     command -v perf >/dev/null || { echo "profile: perf not found (apt install linux-perf)" >&2; exit 1; }
     PERF_FLOODS=$floods cargo bench -- flood >"$out/bench.txt" 2>&1 &
     bench=$!
@@ -33,7 +33,9 @@ perf)
     done
     [ -n "$pid" ] || { echo "profile: no flood servent appeared" >&2; kill "$bench"; exit 1; }
     sleep 0.5 # past its idle start, into the flood
-    perf record -e cpu-clock -F 4000 -g -p "$pid" -o "$out/perf.data" -- sleep 2 2>"$out/perf-record.txt"
+    # Ends early, and says so, if the servent is done before the second is up.
+    perf record -e cpu-clock -F 4000 -g -p "$pid" -o "$out/perf.data" -- sleep 1 \
+        >"$out/perf-record.txt" 2>&1 || true
     wait "$bench"
     grep -E "^ *(baseline|servent|ratio) " "$out/bench.txt"
     perf report -i "$out/perf.data" --no-children --sort dso -g none 2>/dev/null | grep "%" | head -4

@@ -294,13 +294,10 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Decodes the first frame in `buf`.
-///
-/// `Ok(Some((frame, used)))`: a whole frame, `used` bytes long. `Ok(None)`: `buf` holds
-/// only the start of a valid frame; nothing is consumed, call again with more bytes.
-/// `Err`: the stream is corrupt, as shown by the header alone, however little of the
-/// body has arrived.
-pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
+/// Where the first frame in `buf` ends, from its header alone: `Ok(Some((type,
+/// length)))` if it is all there, `Ok(None)` if more bytes are needed, `Err` if the
+/// header already shows the stream is corrupt.
+pub fn frame_extent(buf: &[u8]) -> Result<Option<(u16, usize)>, DecodeError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -328,9 +325,82 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
         }
     };
     let total = header + text_len;
-    if buf.len() < total {
-        return Ok(None);
+    Ok((buf.len() >= total).then_some((kind, total)))
+}
+
+/// A KEYFLOOD where it lies in the input: what forwarding it takes, borrowed, so a
+/// servent can decide about it and pass its bytes on (with the TTL rewritten) without
+/// building a [`Frame`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KeyFloodRef<'a> {
+    pub ttl: u16,
+    pub seq: u32,
+    pub client: SocketAddrV4,
+    pub key: &'a [u8],
+}
+
+impl<'a> KeyFloodRef<'a> {
+    /// `frame`: exactly one whole KEYFLOOD, as [`frame_extent`] delimited it.
+    pub fn parse(frame: &'a [u8]) -> Option<KeyFloodRef<'a>> {
+        if frame.len() < FLOOD_HEADER || be_u16(frame, 0) != TYPE_KEYFLOOD {
+            return None;
+        }
+        let key = &frame[FLOOD_HEADER..];
+        (usize::from(be_u16(frame, FLOOD_HEADER - 2)) == key.len()).then_some(KeyFloodRef {
+            ttl: be_u16(frame, 2),
+            seq: be_u32(frame, 4),
+            client: SocketAddrV4::new(Ipv4Addr::from(be_u32(frame, 8)), be_u16(frame, 12)),
+            key,
+        })
     }
+
+    /// The owned frame, for the general path.
+    pub fn to_frame(&self) -> Frame {
+        Frame::KeyFlood(Flood {
+            ttl: self.ttl,
+            seq: self.seq,
+            client: self.client,
+            text: Text::from_checked(self.key),
+        })
+    }
+}
+
+/// Shown as the frame it is, so a log reads the same whichever path took it.
+impl fmt::Debug for KeyFloodRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KeyFlood(Flood {{ ttl: {}, seq: {}, client: {}, text: {:?} }})",
+            self.ttl,
+            self.seq,
+            self.client,
+            String::from_utf8_lossy(self.key)
+        )
+    }
+}
+
+/// Rewrites the TTL of a whole KEYFLOOD or TOPOFLOOD in place.
+pub fn set_flood_ttl(frame: &mut [u8], ttl: u16) {
+    frame[2..4].copy_from_slice(&ttl.to_be_bytes());
+}
+
+/// Decodes the first frame in `buf`.
+///
+/// `Ok(Some((frame, used)))`: a whole frame, `used` bytes long. `Ok(None)`: `buf` holds
+/// only the start of a valid frame; nothing is consumed, call again with more bytes.
+/// `Err`: the stream is corrupt, as shown by the header alone, however little of the
+/// body has arrived.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
+    let Some((kind, total)) = frame_extent(buf)? else {
+        return Ok(None);
+    };
+    let header = match kind {
+        TYPE_ID => ID_SIZE,
+        TYPE_TOPOREQ => TOPOREQ_SIZE,
+        TYPE_KEYREQ => KEYREQ_HEADER,
+        TYPE_RESP => RESP_HEADER,
+        _ => FLOOD_HEADER,
+    };
     let text = || Text::from_checked(&buf[header..total]);
     let frame = match kind {
         TYPE_ID => Frame::Id {
@@ -436,6 +506,47 @@ mod tests {
         }
         assert_eq!(Text::default(), Text::new(b"").unwrap());
         assert_ne!(Text::new(b"ab").unwrap(), Text::new(b"abc").unwrap());
+    }
+
+    #[test]
+    fn a_keyflood_read_in_place_is_the_frame_and_takes_a_new_ttl() {
+        let frame = Frame::KeyFlood(Flood {
+            ttl: 3,
+            seq: 0xDEAD_BEEF,
+            client: "10.1.2.3:5151".parse().unwrap(),
+            text: text("rtmp"),
+        });
+        let mut bytes = frame.to_bytes();
+        assert_eq!(frame_extent(&bytes), Ok(Some((TYPE_KEYFLOOD, bytes.len()))));
+        assert_eq!(frame_extent(&bytes[..bytes.len() - 1]), Ok(None));
+        let view = KeyFloodRef::parse(&bytes).unwrap();
+        assert_eq!(
+            (view.ttl, view.seq, view.key),
+            (3, 0xDEAD_BEEF, &b"rtmp"[..])
+        );
+        assert_eq!(view.to_frame(), frame);
+        assert_eq!(format!("{view:?}"), format!("{frame:?}"));
+        set_flood_ttl(&mut bytes, 2);
+        let Ok(Some((Frame::KeyFlood(moved_on), _))) = decode(&bytes) else {
+            panic!("{bytes:?}")
+        };
+        assert_eq!(moved_on.ttl, 2);
+        assert_eq!(moved_on.text, text("rtmp"));
+        // Only a whole KEYFLOOD is read so.
+        assert!(KeyFloodRef::parse(&bytes[..bytes.len() - 1]).is_none());
+        let keyreq = Frame::KeyReq {
+            seq: 1,
+            key: text("rtmp"),
+        }
+        .to_bytes();
+        assert!(KeyFloodRef::parse(&keyreq).is_none());
+        let topo = Frame::TopoFlood(Flood {
+            ttl: 3,
+            seq: 1,
+            client: "10.1.2.3:5151".parse().unwrap(),
+            text: text("x"),
+        });
+        assert!(KeyFloodRef::parse(&topo.to_bytes()).is_none());
     }
 
     #[test]

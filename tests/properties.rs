@@ -14,7 +14,8 @@ use proptest::sample::{select, Index};
 
 use sim::{flood_ttl, Network, NodeId};
 use tp3kv::protocol::{
-    decode, decode_all, DecodeError, Flood, Frame, Text, INITIAL_TTL, MAX_FRAME, MAX_TEXT,
+    decode, decode_all, DecodeError, Flood, Frame, KeyFloodRef, Text, INITIAL_TTL, MAX_FRAME,
+    MAX_TEXT,
 };
 use tp3kv::servent::{Action, Config, Direction, LinkId, QueryId, Role, SeenCache, Servent};
 use tp3kv::store::Store;
@@ -1126,6 +1127,74 @@ proptest! {
         if case.shuffle.is_none() {
             prop_assert_eq!(answerers, holders_within(4));
             prop_assert_eq!(topology, everyone_within(4));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The driver's KEYFLOOD fast path decides exactly as the general one
+// ---------------------------------------------------------------------------------------
+
+/// A servent with neighbours on links 1 to 3 and a client on link 4.
+fn servent_with_links() -> Servent {
+    let mut servent = Servent::new(
+        Store::parse(STORE.as_bytes()).unwrap(),
+        5000,
+        Config::default(),
+    );
+    let local: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let now = Instant::now();
+    for link in 1..=4 {
+        let peer = SocketAddr::from(([10, 0, 0, 9], 40_000 + link as u16));
+        servent.handle_link_up(link, Direction::Inbound, local, peer);
+        let port = if link == 4 { 7000 } else { 0 };
+        servent.handle_frame(link, Frame::Id { port }, now);
+    }
+    servent
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The same KEYFLOODs, from neighbours and from the client, through
+    /// `handle_key_flood` (borrowed bytes) and through `handle_frame` (a built frame):
+    /// the same answers and closes, the same TTL going on, the same counters.
+    #[test]
+    fn the_keyflood_fast_path_agrees_with_handle_frame(
+        floods in vec((1u64..=4, 0u16..=5, 0u32..6, 0usize..KEYS.len()), 1..40)
+    ) {
+        let mut fast = servent_with_links();
+        let mut general = servent_with_links();
+        let now = Instant::now();
+        for (link, ttl, seq, key) in floods {
+            let frame = Frame::KeyFlood(Flood {
+                ttl,
+                seq,
+                client: SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 1), 7000),
+                text: Text::try_from(KEYS[key]).unwrap(),
+            });
+            let bytes = frame.to_bytes();
+            let view = KeyFloodRef::parse(&bytes).unwrap();
+            let fast_ttl = fast.handle_key_flood(link, view, now);
+            general.handle_frame(link, frame, now);
+            let mut general_ttl = None;
+            let mut fast_actions = Vec::new();
+            while let Some(action) = fast.poll_action() {
+                fast_actions.push(format!("{action:?}"));
+            }
+            let mut general_actions = Vec::new();
+            while let Some(action) = general.poll_action() {
+                match action {
+                    Action::Flood { except, frame: Frame::KeyFlood(f) } => {
+                        prop_assert_eq!(except, Some(link));
+                        general_ttl = Some(f.ttl);
+                    }
+                    other => general_actions.push(format!("{other:?}")),
+                }
+            }
+            prop_assert_eq!(fast_ttl, general_ttl);
+            prop_assert_eq!(fast_actions, general_actions);
+            prop_assert_eq!(format!("{:?}", fast.counters()), format!("{:?}", general.counters()));
         }
     }
 }

@@ -25,8 +25,8 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::hashing::IdMap;
-use crate::protocol::{self, Frame};
-use crate::servent::{Action, Direction, LinkId, Role, Servent};
+use crate::protocol::{self, DecodeError, Frame, KeyFloodRef};
+use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent};
 use answers::{AnswerScheduler, Submitted};
 
 pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
@@ -39,7 +39,7 @@ const READS_PER_TURN: usize = 16;
 /// An outbox this full is written at once rather than at the end of the turn, so one
 /// turn's reading cannot pile up more than this (times the fan-out) unwritten.
 const FLUSH_AT: usize = 64 * 1024;
-/// Frames decoded ahead of handling, so the seen set's cache misses overlap.
+/// Frames delimited ahead of handling, so the seen set's cache misses overlap.
 const BATCH: usize = 16;
 
 /// Limits and timings of the driver. Each has a `servent` flag.
@@ -239,8 +239,6 @@ pub struct Driver {
     /// One flood encoded once, then copied into each neighbour's outbox.
     frame_buf: Vec<u8>,
     flood_targets: Vec<LinkId>,
-    /// Frames decoded but not yet handled (see `decode_frames`), kept to reuse.
-    batch: Vec<(Frame, usize)>,
     /// Links with frames added to their outbox this turn, written at its end.
     to_flush: Vec<Token>,
     stats: Stats,
@@ -297,7 +295,6 @@ impl Driver {
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
             flood_targets: Vec::new(),
-            batch: Vec::with_capacity(BATCH),
             to_flush: Vec::new(),
             stats: Stats::default(),
             refused_log: Throttle::default(),
@@ -611,22 +608,28 @@ impl Driver {
     /// Decodes and handles every whole frame in `bytes`. Returns how many bytes they
     /// took, or `None` if the link was closed (a protocol error, or by the servent).
     ///
-    /// Frames go to the servent in batches of up to [`BATCH`]: the whole batch is
-    /// decoded and offered to [`Servent::prefetch`] first, so that the seen-set cache
-    /// misses of its floods overlap instead of coming one after another.
+    /// Frames are delimited from their headers [`BATCH`] at a time, and the seen-set
+    /// lookups of the batch's KEYFLOODs are read ahead first ([`Servent::prefetch`]),
+    /// so that their cache misses overlap. A KEYFLOOD then takes the fast path: the
+    /// servent decides on it where it lies ([`Servent::handle_key_flood`]) and its
+    /// bytes are passed on with the new TTL, with no frame built or re-encoded. Every
+    /// other frame is decoded and handed to [`Servent::handle_frame`].
     fn decode_frames(&mut self, token: Token, bytes: &[u8]) -> Option<usize> {
         let now = Instant::now();
-        let mut batch = std::mem::take(&mut self.batch);
+        let link = link_of(token);
         let mut used = 0;
-        let mut decoded = 0;
-        let result = loop {
-            batch.clear();
+        loop {
+            // (type, end) of each whole frame of the batch.
+            let mut batch = [(0u16, 0usize); BATCH];
+            let mut count = 0;
+            let mut end = used;
             let mut error = None;
-            while batch.len() < BATCH {
-                match protocol::decode(&bytes[decoded..]) {
-                    Ok(Some((frame, n))) => {
-                        decoded += n;
-                        batch.push((frame, n));
+            while count < BATCH {
+                match protocol::frame_extent(&bytes[end..]) {
+                    Ok(Some((kind, n))) => {
+                        end += n;
+                        batch[count] = (kind, end);
+                        count += 1;
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -636,34 +639,90 @@ impl Driver {
                 }
             }
             let mut touched = 0;
-            for (nth, (frame, _)) in batch.iter().enumerate() {
-                touched ^= self.servent.prefetch(frame, nth);
+            let mut start = used;
+            for (nth, &(_, end)) in batch[..count].iter().enumerate() {
+                if let Some(flood) = KeyFloodRef::parse(&bytes[start..end]) {
+                    touched ^= self.servent.prefetch(&query_id(&flood), nth);
+                }
+                start = end;
             }
             std::hint::black_box(touched);
-            let full = batch.len() == BATCH;
-            for (frame, n) in batch.drain(..) {
-                if !self.conns.contains_key(&token) {
-                    break;
+            for &(kind, end) in &batch[..count] {
+                let frame = &bytes[used..end];
+                used = end;
+                match KeyFloodRef::parse(frame) {
+                    Some(flood) => {
+                        let ttl = self.servent.handle_key_flood(link, flood, now);
+                        self.run_actions();
+                        if let Some(ttl) = ttl {
+                            self.send_to_neighbours(Some(link), frame, Some(ttl));
+                        }
+                    }
+                    _ => match protocol::decode(frame) {
+                        Ok(Some((frame, _))) => {
+                            self.servent.handle_frame(link, frame, now);
+                            self.run_actions();
+                        }
+                        // frame_extent has vouched for it; should decode ever disagree,
+                        // the stream is treated as corrupt.
+                        other => {
+                            error = Some(match other {
+                                Err(e) => e,
+                                _ => DecodeError::UnknownType(kind),
+                            });
+                            break;
+                        }
+                    },
                 }
-                used += n;
-                self.servent.handle_frame(link_of(token), frame, now);
-                self.run_actions();
-            }
-            if !self.conns.contains_key(&token) {
-                break None;
+                if !self.conns.contains_key(&token) {
+                    return None;
+                }
             }
             if let Some(e) = error {
                 self.servent.note_protocol_error();
                 self.close(token, &format!("protocol error: {e}"));
-                break None;
+                return None;
             }
-            if !full {
-                break Some(used);
+            if count < BATCH {
+                return Some(used);
             }
-        };
-        batch.clear();
-        self.batch = batch;
-        result
+        }
+    }
+
+    /// Appends one encoded flood to the outbox of every neighbour but `except`,
+    /// rewriting its TTL in each copy if `ttl` is given; the outboxes are written at
+    /// the end of the turn, or at once past [`FLUSH_AT`].
+    fn send_to_neighbours(&mut self, except: Option<LinkId>, frame: &[u8], ttl: Option<u16>) {
+        // Sending may drop a neighbour (a write error, a full outbox), which changes the
+        // servent's list: walk a copy, kept to avoid allocating.
+        let mut targets = std::mem::take(&mut self.flood_targets);
+        targets.clear();
+        targets.extend(
+            self.servent
+                .neighbours()
+                .iter()
+                .filter(|&&n| Some(n) != except),
+        );
+        for &target in &targets {
+            let token = Token(target as usize);
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let at = conn.outbuf.len();
+            conn.outbuf.extend_from_slice(frame);
+            if let Some(ttl) = ttl {
+                protocol::set_flood_ttl(&mut conn.outbuf[at..], ttl);
+            }
+            debug!("link {target}: sending {:?}", Encoded(&conn.outbuf[at..]));
+            self.stats.frames_out += 1;
+            if conn.outbuf.len() >= FLUSH_AT {
+                self.flush(token);
+            } else if !conn.flush_queued {
+                conn.flush_queued = true;
+                self.to_flush.push(token);
+            }
+        }
+        self.flood_targets = targets;
     }
 
     /// Carries out everything the servent has decided.
@@ -671,33 +730,11 @@ impl Driver {
         while let Some(action) = self.servent.poll_action() {
             match action {
                 Action::Flood { except, frame } => {
-                    self.frame_buf.clear();
-                    frame.encode(&mut self.frame_buf);
-                    // Sending may drop a neighbour (a write error, a full outbox), which
-                    // changes the servent's list: walk a copy, kept to avoid allocating.
-                    let mut targets = std::mem::take(&mut self.flood_targets);
-                    targets.clear();
-                    targets.extend(
-                        self.servent
-                            .neighbours()
-                            .iter()
-                            .filter(|&&n| Some(n) != except),
-                    );
-                    for &link in &targets {
-                        let token = Token(link as usize);
-                        if let Some(conn) = self.conns.get_mut(&token) {
-                            debug!("link {link}: sending {frame:?}");
-                            conn.outbuf.extend_from_slice(&self.frame_buf);
-                            self.stats.frames_out += 1;
-                            if conn.outbuf.len() >= FLUSH_AT {
-                                self.flush(token);
-                            } else if !conn.flush_queued {
-                                conn.flush_queued = true;
-                                self.to_flush.push(token);
-                            }
-                        }
-                    }
-                    self.flood_targets = targets;
+                    let mut encoded = std::mem::take(&mut self.frame_buf);
+                    encoded.clear();
+                    frame.encode(&mut encoded);
+                    self.send_to_neighbours(except, &encoded, None);
+                    self.frame_buf = encoded;
                 }
                 Action::Answer { to, frame } => self.queue_answer(to, frame.to_bytes()),
                 Action::Close { link, reason } => self.close(Token(link as usize), &reason),
@@ -1100,4 +1137,24 @@ fn is_address_clash(e: &io::Error) -> bool {
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+fn query_id(flood: &KeyFloodRef<'_>) -> QueryId {
+    QueryId {
+        ip: *flood.client.ip(),
+        port: flood.client.port(),
+        seq: flood.seq,
+    }
+}
+
+/// An encoded frame, shown in logs as the frame it is.
+struct Encoded<'a>(&'a [u8]);
+
+impl fmt::Debug for Encoded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match protocol::decode(self.0) {
+            Ok(Some((frame, _))) => write!(f, "{frame:?}"),
+            _ => write!(f, "{} undecodable bytes", self.0.len()),
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use crate::hashing::IdMap;
-use crate::protocol::{Flood, Frame, Text, INITIAL_TTL};
+use crate::protocol::{Flood, Frame, KeyFloodRef, Text, INITIAL_TTL};
 use crate::store::Store;
 pub use seen::{QueryId, SeenCache};
 
@@ -217,16 +217,11 @@ impl Servent {
         }
     }
 
-    /// A hint before a batch of frames is handled: reads what handling the `nth` of
-    /// them will look up in the seen set (see [`SeenCache::prefetch`]), so that a
-    /// batch's cache misses overlap. Decides nothing.
-    pub fn prefetch(&self, frame: &Frame, nth: usize) -> u64 {
-        match frame {
-            Frame::KeyFlood(flood) | Frame::TopoFlood(flood) => {
-                self.seen.prefetch(&query_id(flood), nth)
-            }
-            _ => 0,
-        }
+    /// A hint before a batch of floods is handled: reads what handling the `nth` of
+    /// them, query `id`, will look up in the seen set (see [`SeenCache::prefetch`]),
+    /// so that a batch's cache misses overlap. Decides nothing.
+    pub fn prefetch(&self, id: &QueryId, nth: usize) -> u64 {
+        self.seen.prefetch(id, nth)
     }
 
     /// The next thing to do, if any.
@@ -328,43 +323,100 @@ impl Servent {
 
     /// Seen-check shared by both query kinds: true if the query is new here.
     /// `from` is None for a client's request.
-    fn admit(&mut self, from: Option<LinkId>, flood: &Flood, now: Instant) -> bool {
-        if self.seen.insert(query_id(flood), now) {
+    fn admit(&mut self, from: Option<LinkId>, id: QueryId, now: Instant) -> bool {
+        if self.seen.insert(id, now) {
             return true;
         }
         self.counters.duplicates += 1;
         debug!(
-            "query {}#{} dropped: duplicate (from {})",
-            flood.client,
-            flood.seq,
+            "query {}:{}#{} dropped: duplicate (from {})",
+            id.ip,
+            id.port,
+            id.seq,
             describe_source(from)
         );
         false
     }
 
     fn handle_key_query(&mut self, from: Option<LinkId>, flood: Flood, now: Instant) {
-        if !self.admit(from, &flood, now) {
-            return;
+        let query = KeyFloodRef {
+            ttl: flood.ttl,
+            seq: flood.seq,
+            client: flood.client,
+            key: flood.text.as_bytes(),
+        };
+        if let Some(ttl) = self.decide_key_query(from, query, now) {
+            self.counters.floods_forwarded += self.targets(from) as u64;
+            self.actions.push_back(Action::Flood {
+                except: from,
+                frame: Frame::KeyFlood(Flood { ttl, ..flood }),
+            });
         }
-        let forward_ttl = forward_ttl(from, flood.ttl);
-        match self.store.get(flood.text.as_bytes()) {
+    }
+
+    /// A KEYFLOOD from a neighbour, handed over where it lies in the input (the
+    /// driver's fast path: the same rules as [`Servent::handle_frame`], with no frame
+    /// built). Returns the TTL to pass the frame on with to every neighbour but
+    /// `link`, if it goes on; answers and closes come out of [`Servent::poll_action`]
+    /// as ever.
+    pub fn handle_key_flood(
+        &mut self,
+        link: LinkId,
+        query: KeyFloodRef<'_>,
+        now: Instant,
+    ) -> Option<u16> {
+        if self.role(link) != Some(Role::Servent) {
+            // Not a neighbour: the general path refuses it, as it should.
+            self.handle_frame(link, query.to_frame(), now);
+            return None;
+        }
+        self.counters.frames_in += 1;
+        self.counters.floods_in += 1;
+        debug!("link {link}: received {query:?}");
+        let ttl = self.decide_key_query(Some(link), query, now)?;
+        self.counters.floods_forwarded += self.targets(Some(link)) as u64;
+        Some(ttl)
+    }
+
+    /// Everything about a key query but sending it on: the seen check, the answer if
+    /// the key is here, and the TTL it goes on with (`None`: it stops here).
+    fn decide_key_query(
+        &mut self,
+        from: Option<LinkId>,
+        query: KeyFloodRef<'_>,
+        now: Instant,
+    ) -> Option<u16> {
+        let id = QueryId {
+            ip: *query.client.ip(),
+            port: query.client.port(),
+            seq: query.seq,
+        };
+        if !self.admit(from, id, now) {
+            return None;
+        }
+        let key = || Text::new(query.key).unwrap_or_default();
+        match self.store.get(query.key) {
             Some(value) => {
                 debug!(
                     "query {}#{}: key {:?} found, answering",
-                    flood.client, flood.seq, flood.text
+                    query.client,
+                    query.seq,
+                    key()
                 );
                 let frame = Frame::Resp {
-                    seq: flood.seq,
+                    seq: query.seq,
                     value: value.clone(),
                 };
-                self.answer(flood.client, frame);
+                self.answer(query.client, frame);
             }
             None => debug!(
                 "query {}#{}: key {:?} not here",
-                flood.client, flood.seq, flood.text
+                query.client,
+                query.seq,
+                key()
             ),
         }
-        self.forward(from, forward_ttl, flood, Frame::KeyFlood);
+        self.forward_decision(from, forward_ttl(from, query.ttl), query.client, query.seq)
     }
 
     fn handle_topology_query(
@@ -374,7 +426,7 @@ impl Servent {
         flood: Flood,
         now: Instant,
     ) {
-        if !self.admit(from, &flood, now) {
+        if !self.admit(from, query_id(&flood), now) {
             return;
         }
         let forward_ttl = forward_ttl(from, flood.ttl);
@@ -399,15 +451,17 @@ impl Servent {
             value: info.clone(),
         };
         self.answer(flood.client, frame);
-        self.forward(
-            from,
-            forward_ttl,
-            Flood {
-                text: info,
-                ..flood
-            },
-            Frame::TopoFlood,
-        );
+        if let Some(ttl) = self.forward_decision(from, forward_ttl, flood.client, flood.seq) {
+            self.counters.floods_forwarded += self.targets(from) as u64;
+            self.actions.push_back(Action::Flood {
+                except: from,
+                frame: Frame::TopoFlood(Flood {
+                    ttl,
+                    text: info,
+                    ..flood
+                }),
+            });
+        }
     }
 
     fn answer(&mut self, to: SocketAddrV4, frame: Frame) {
@@ -415,34 +469,31 @@ impl Servent {
         self.actions.push_back(Action::Answer { to, frame });
     }
 
-    fn forward(
-        &mut self,
+    /// Whether a query goes on, and with which TTL: `ttl` (from [`forward_ttl`]) if
+    /// there is a neighbour to send it to.
+    fn forward_decision(
+        &self,
         from: Option<LinkId>,
         ttl: Option<u16>,
-        flood: Flood,
-        kind: fn(Flood) -> Frame,
-    ) {
+        client: SocketAddrV4,
+        seq: u32,
+    ) -> Option<u16> {
         let Some(ttl) = ttl else {
-            debug!("query {}#{}: TTL 0, not forwarded", flood.client, flood.seq);
-            return;
+            debug!("query {client}#{seq}: TTL 0, not forwarded");
+            return None;
         };
-        let targets = self.neighbours.iter().filter(|&&n| Some(n) != from).count();
+        let targets = self.targets(from);
         if targets == 0 {
-            debug!(
-                "query {}#{}: no neighbour to forward to",
-                flood.client, flood.seq
-            );
-            return;
+            debug!("query {client}#{seq}: no neighbour to forward to");
+            return None;
         }
-        debug!(
-            "query {}#{}: forwarding with TTL {ttl} to {targets} neighbour(s)",
-            flood.client, flood.seq
-        );
-        self.counters.floods_forwarded += targets as u64;
-        self.actions.push_back(Action::Flood {
-            except: from,
-            frame: kind(Flood { ttl, ..flood }),
-        });
+        debug!("query {client}#{seq}: forwarding with TTL {ttl} to {targets} neighbour(s)");
+        Some(ttl)
+    }
+
+    /// How many neighbours a query from `from` goes on to.
+    fn targets(&self, from: Option<LinkId>) -> usize {
+        self.neighbours.iter().filter(|&&n| Some(n) != from).count()
     }
 }
 
