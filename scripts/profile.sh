@@ -22,7 +22,7 @@ case "$tool" in
 perf)
     floods=${2:-10000000}
     command -v perf >/dev/null || { echo "profile: perf not found (apt install linux-perf)" >&2; exit 1; }
-    PERF_FLOODS=$floods cargo bench -- flood >"$out/bench.txt" 2>&1 &
+    PERF_FLOODS=$floods PERF_FLOOD_ROUNDS=1 cargo bench -- flood >"$out/bench.txt" 2>&1 &
     bench=$!
     # The flood servent is the one started with the flood section's key file.
     pid=
@@ -45,7 +45,7 @@ perf)
 callgrind)
     floods=${2:-200000}
     command -v valgrind >/dev/null || { echo "profile: valgrind not found" >&2; exit 1; }
-    PERF_FLOODS=$floods PERF_WRAP="valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.%p" \
+    PERF_FLOODS=$floods PERF_FLOOD_ROUNDS=1 PERF_WRAP="valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.%p" \
         cargo bench -- flood >"$out/bench.txt" 2>&1
     grep -E "^ *(baseline|servent|ratio) " "$out/bench.txt"
     files=("$out"/callgrind.*) # the section starts one servent

@@ -19,8 +19,8 @@
 //! - `line`: lookup latency across a line of 5 servents, answered by the far end, and
 //!   across 4 raw relays to the minimal answerer (`answers.rs`);
 //! - `flood`: frames/s one servent forwards from one neighbour to two others, and the
-//!   raw relay's bytes as frames/s; the servent's RSS idle and after the million
-//!   distinct queries of that run (`flood.rs`);
+//!   raw relay's bytes as frames/s, in 5 rounds (the median counts); the servent's RSS
+//!   idle and after the million distinct queries of the first round (`flood.rs`);
 //! - `scale`: 200 servents in a random graph of degree 4: start-up time, memory per
 //!   servent, and the answers to a topology query (`scale.rs`).
 //!
@@ -31,6 +31,7 @@
 //!
 //! Knobs: `PERF_SECS` (measured seconds per level, default 10), `PERF_WARMUP_SECS` (1),
 //! `PERF_CLIENTS` (1,16,64), `PERF_KEYS` (1000), `PERF_FLOODS` (1000000),
+//! `PERF_FLOOD_ROUNDS` (5),
 //! `PERF_SCALE` (200 servents), `PERF_SERVENT_ARGS` (extra servent flags), `PERF_WRAP` (a
 //! command each servent runs under, e.g. `valgrind --tool=callgrind`). Run without
 //! `--bench` (`cargo test --bench perf`, as `scripts/test.sh` does), every section is a
@@ -71,6 +72,7 @@ pub struct Settings {
     pub levels: Vec<usize>,
     pub keys: usize,
     pub floods: usize,
+    pub flood_rounds: usize,
     pub scale: usize,
     pub strict: bool,
     /// Run without `--bench`: a short run that checks correctness, not speed.
@@ -150,6 +152,7 @@ impl Settings {
             levels,
             keys: positive("PERF_KEYS", 1000)?,
             floods: positive("PERF_FLOODS", if benching { 1_000_000 } else { 20_000 })?,
+            flood_rounds: positive("PERF_FLOOD_ROUNDS", if benching { 5 } else { 1 })?,
             scale: positive("PERF_SCALE", if benching { 200 } else { 20 })?,
             strict: env_parse("PERF_STRICT", 0u8)? != 0,
             smoke: !benching,
