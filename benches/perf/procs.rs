@@ -72,6 +72,33 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
+impl Outcome {
+    /// What a stopped servent did wrong, one line each: an unclean exit, a lost answer.
+    pub fn problems(&self, name: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.clean() {
+            problems.push(format!(
+                "{name}: did not exit cleanly on SIGTERM ({})",
+                self.status
+            ));
+        }
+        let lost = self
+            .summary
+            .as_deref()
+            .and_then(lost_in_summary)
+            .unwrap_or(0);
+        if lost > 0 {
+            problems.push(format!("{name}: its summary counts {lost} lost answer(s)"));
+        }
+        problems
+    }
+
+    /// Exited 0, with its summary line.
+    pub fn clean(&self) -> bool {
+        self.status_ok && self.summary.is_some()
+    }
+}
+
 impl Process {
     /// A servent on a port the system picks, logging at `RUST_LOG=warn`.
     pub fn servent(
@@ -260,7 +287,7 @@ fn proc_field(path: &str, label: &str) -> Option<u64> {
 }
 
 /// `N` in a servent summary's `answers sent X (lost N)`.
-pub fn lost_in_summary(summary: &str) -> Option<u64> {
+fn lost_in_summary(summary: &str) -> Option<u64> {
     let rest = &summary[summary.find("(lost ")? + "(lost ".len()..];
     rest[..rest.find(')')?].parse().ok()
 }
@@ -285,20 +312,7 @@ pub fn stop_all(servents: Vec<Process>) -> Result<Vec<String>, String> {
                 .as_deref()
                 .unwrap_or("(no exit summary line)")
         );
-        let lost = outcome
-            .summary
-            .as_deref()
-            .and_then(lost_in_summary)
-            .unwrap_or(0);
-        if lost > 0 {
-            problems.push(format!("{name}: its summary counts {lost} lost answer(s)"));
-        }
-        if !outcome.status_ok || outcome.summary.is_none() {
-            problems.push(format!(
-                "{name}: did not exit cleanly on SIGTERM ({})",
-                outcome.status
-            ));
-        }
+        problems.extend(outcome.problems(&name));
         if !outcome.warnings.is_empty() {
             println!("{name}: {} warning line(s) logged:", outcome.warnings.len());
             for line in outcome.warnings.iter().take(20) {

@@ -29,7 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tp3kv::protocol::{decode, Frame, INITIAL_TTL};
 
 use crate::answers::KeySet;
-use crate::procs::{lost_in_summary, Process, TempDir};
+use crate::procs::{Process, TempDir};
 use crate::{Figure, Report, Settings};
 
 /// Every servent's number of neighbours.
@@ -747,23 +747,10 @@ fn stop_quietly(servents: Vec<Process>) -> Result<Vec<String>, String> {
     for servent in servents {
         let name = servent.name.clone();
         let outcome = servent.stop()?;
-        let ok = outcome.status_ok && outcome.summary.is_some();
-        if ok {
+        if outcome.clean() {
             clean += 1;
-        } else {
-            problems.push(format!(
-                "{name}: did not exit cleanly on SIGTERM ({})",
-                outcome.status
-            ));
         }
-        let lost = outcome
-            .summary
-            .as_deref()
-            .and_then(lost_in_summary)
-            .unwrap_or(0);
-        if lost > 0 {
-            problems.push(format!("{name}: its summary counts {lost} lost answer(s)"));
-        }
+        problems.extend(outcome.problems(&name));
         // At info level every line is in `warnings`: keep those above info.
         warnings.extend(
             outcome
