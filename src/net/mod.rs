@@ -373,8 +373,9 @@ impl Driver {
             for token in std::mem::take(&mut self.still_readable) {
                 self.read_link(token, Drain::UntilWouldBlock);
             }
-            self.flush_queued();
             self.fire_timers(Instant::now());
+            // Last, so nothing added to an outbox this turn waits through the next poll.
+            self.flush_queued();
         }
         for (_, mut conn) in self.conns.drain() {
             let _ = self.poll.registry().deregister(&mut conn.stream);

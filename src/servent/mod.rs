@@ -365,14 +365,17 @@ impl Servent {
         query: KeyFloodRef<'_>,
         now: Instant,
     ) -> Option<u16> {
-        if self.role(link) != Some(Role::Servent) {
-            // Not a neighbour: the general path refuses it, as it should.
-            self.handle_frame(link, query.to_frame(), now);
-            return None;
-        }
+        let peer = match self.links.get(&link) {
+            Some(state) if state.role == Role::Servent => state.peer,
+            // Not a neighbour (or no link): the general path refuses it, as it should.
+            _ => {
+                self.handle_frame(link, query.to_frame(), now);
+                return None;
+            }
+        };
         self.counters.frames_in += 1;
         self.counters.floods_in += 1;
-        debug!("link {link}: received {query:?}");
+        debug!("link {link}: received {query:?} from {peer}");
         let ttl = self.decide_key_query(Some(link), query, now)?;
         self.counters.floods_forwarded += self.targets(Some(link)) as u64;
         Some(ttl)
@@ -394,7 +397,7 @@ impl Servent {
         if !self.admit(from, id, now) {
             return None;
         }
-        let key = || Text::new(query.key).unwrap_or_default();
+        let key = || String::from_utf8_lossy(query.key);
         match self.store.get(query.key) {
             Some(value) => {
                 debug!(
