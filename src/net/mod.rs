@@ -239,6 +239,8 @@ pub struct Driver {
     /// One flood encoded once, then copied into each neighbour's outbox.
     frame_buf: Vec<u8>,
     flood_targets: Vec<LinkId>,
+    /// The `except` and neighbour-list version `flood_targets` was made for.
+    flood_targets_for: Option<(Option<LinkId>, u64)>,
     /// Links with frames added to their outbox this turn, written at its end.
     to_flush: Vec<Token>,
     stats: Stats,
@@ -295,6 +297,7 @@ impl Driver {
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
             flood_targets: Vec::new(),
+            flood_targets_for: None,
             to_flush: Vec::new(),
             stats: Stats::default(),
             refused_log: Throttle::default(),
@@ -695,15 +698,20 @@ impl Driver {
     /// the end of the turn, or at once past [`FLUSH_AT`].
     fn send_to_neighbours(&mut self, except: Option<LinkId>, frame: &[u8], ttl: Option<u16>) {
         // Sending may drop a neighbour (a write error, a full outbox), which changes the
-        // servent's list: walk a copy, kept to avoid allocating.
+        // servent's list: walk a copy, kept (and reused while the list and `except`
+        // stay the same: floods from one link come in runs) to avoid rebuilding it.
         let mut targets = std::mem::take(&mut self.flood_targets);
-        targets.clear();
-        targets.extend(
-            self.servent
-                .neighbours()
-                .iter()
-                .filter(|&&n| Some(n) != except),
-        );
+        let key = (except, self.servent.neighbours_version());
+        if self.flood_targets_for != Some(key) {
+            targets.clear();
+            targets.extend(
+                self.servent
+                    .neighbours()
+                    .iter()
+                    .filter(|&&n| Some(n) != except),
+            );
+            self.flood_targets_for = Some(key);
+        }
         for &target in &targets {
             let token = Token(target as usize);
             let Some(conn) = self.conns.get_mut(&token) else {

@@ -104,6 +104,8 @@ pub struct Servent {
     links: IdMap<LinkId, Link>,
     /// Neighbour links in the order they came up: floods go out in that order.
     neighbours: Vec<LinkId>,
+    /// Counts changes to `neighbours`, so a driver can tell when its copy is stale.
+    neighbours_changed: u64,
     seen: SeenCache,
     /// The port this servent listens on, which its topology entries name.
     listen_port: u16,
@@ -118,6 +120,7 @@ impl Servent {
             store,
             links: IdMap::default(),
             neighbours: Vec::new(),
+            neighbours_changed: 0,
             seen: SeenCache::new(config.seen_lifetime, config.seen_capacity),
             listen_port,
             advertise: config.advertise,
@@ -138,6 +141,7 @@ impl Servent {
         let role = match direction {
             Direction::Outbound => {
                 self.neighbours.push(link);
+                self.neighbours_changed += 1;
                 info!("link {link}: connected to neighbour {peer}");
                 Role::Servent
             }
@@ -154,6 +158,7 @@ impl Servent {
         if let Some(gone) = self.links.remove(&link) {
             if gone.role == Role::Servent {
                 self.neighbours.retain(|&n| n != link);
+                self.neighbours_changed += 1;
                 info!("link {link}: neighbour {} gone", gone.peer);
             } else {
                 debug!("link {link}: {} gone", gone.peer);
@@ -174,6 +179,7 @@ impl Servent {
             (Role::Unidentified, Frame::Id { port: 0 }) => {
                 self.set_role(link, Role::Servent);
                 self.neighbours.push(link);
+                self.neighbours_changed += 1;
                 info!("link {link}: {peer} is a neighbour servent");
             }
             (Role::Unidentified, Frame::Id { port }) => match peer {
@@ -233,6 +239,11 @@ impl Servent {
     /// The links to neighbour servents, in the order floods go out on them.
     pub fn neighbours(&self) -> &[LinkId] {
         &self.neighbours
+    }
+
+    /// Changes whenever [`Servent::neighbours`] does.
+    pub fn neighbours_version(&self) -> u64 {
+        self.neighbours_changed
     }
 
     pub fn role(&self, link: LinkId) -> Option<Role> {
