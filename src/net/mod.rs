@@ -239,6 +239,8 @@ pub struct Driver {
     /// One flood encoded once, then copied into each neighbour's outbox.
     frame_buf: Vec<u8>,
     flood_targets: Vec<LinkId>,
+    /// Connections closed so far: a loop can tell whether its link may be gone.
+    closes: u64,
     /// The `except` and neighbour-list version `flood_targets` was made for.
     flood_targets_for: Option<(Option<LinkId>, u64)>,
     /// Links with frames added to their outbox this turn, written at its end.
@@ -298,6 +300,7 @@ impl Driver {
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
             flood_targets: Vec::new(),
             flood_targets_for: None,
+            closes: 0,
             to_flush: Vec::new(),
             stats: Stats::default(),
             refused_log: Throttle::default(),
@@ -623,16 +626,17 @@ impl Driver {
         let link = link_of(token);
         let mut used = 0;
         loop {
-            // (type, end) of each whole frame of the batch.
-            let mut batch = [(0u16, 0usize); BATCH];
+            // (type, end, the KEYFLOOD read in place if it is one) of each whole frame.
+            let mut batch: [(u16, usize, Option<KeyFloodRef>); BATCH] = [(0, 0, None); BATCH];
             let mut count = 0;
             let mut end = used;
             let mut error = None;
             while count < BATCH {
                 match protocol::frame_extent(&bytes[end..]) {
                     Ok(Some((kind, n))) => {
+                        let flood = KeyFloodRef::parse(&bytes[end..end + n]);
                         end += n;
-                        batch[count] = (kind, end);
+                        batch[count] = (kind, end, flood);
                         count += 1;
                     }
                     Ok(None) => break,
@@ -643,18 +647,17 @@ impl Driver {
                 }
             }
             let mut touched = 0;
-            let mut start = used;
-            for (nth, &(_, end)) in batch[..count].iter().enumerate() {
-                if let Some(flood) = KeyFloodRef::parse(&bytes[start..end]) {
-                    touched ^= self.servent.prefetch(&query_id(&flood), nth);
+            for (nth, (_, _, flood)) in batch[..count].iter().enumerate() {
+                if let Some(flood) = flood {
+                    touched ^= self.servent.prefetch(&query_id(flood), nth);
                 }
-                start = end;
             }
             std::hint::black_box(touched);
-            for &(kind, end) in &batch[..count] {
+            let closes = self.closes;
+            for &(kind, end, flood) in &batch[..count] {
                 let frame = &bytes[used..end];
                 used = end;
-                match KeyFloodRef::parse(frame) {
+                match flood {
                     Some(flood) => {
                         let ttl = self.servent.handle_key_flood(link, flood, now);
                         self.run_actions();
@@ -678,7 +681,8 @@ impl Driver {
                         }
                     },
                 }
-                if !self.conns.contains_key(&token) {
+                // Only a close can have taken the link away.
+                if self.closes != closes && !self.conns.contains_key(&token) {
                     return None;
                 }
             }
@@ -808,6 +812,7 @@ impl Driver {
         let Some(conn) = self.conns.remove(&token) else {
             return;
         };
+        self.closes += 1;
         match conn.kind {
             Kind::Link { neighbour, inbound } => {
                 if inbound {

@@ -357,7 +357,6 @@ impl Servent {
             key: flood.text.as_bytes(),
         };
         if let Some(ttl) = self.decide_key_query(from, query, now) {
-            self.counters.floods_forwarded += self.targets(from) as u64;
             self.actions.push_back(Action::Flood {
                 except: from,
                 frame: Frame::KeyFlood(Flood { ttl, ..flood }),
@@ -387,9 +386,7 @@ impl Servent {
         self.counters.frames_in += 1;
         self.counters.floods_in += 1;
         debug!("link {link}: received {query:?} from {peer}");
-        let ttl = self.decide_key_query(Some(link), query, now)?;
-        self.counters.floods_forwarded += self.targets(Some(link)) as u64;
-        Some(ttl)
+        self.decide_key_query(Some(link), query, now)
     }
 
     /// Everything about a key query but sending it on: the seen check, the answer if
@@ -466,7 +463,6 @@ impl Servent {
         };
         self.answer(flood.client, frame);
         if let Some(ttl) = self.forward_decision(from, forward_ttl, flood.client, flood.seq) {
-            self.counters.floods_forwarded += self.targets(from) as u64;
             self.actions.push_back(Action::Flood {
                 except: from,
                 frame: Frame::TopoFlood(Flood {
@@ -484,9 +480,9 @@ impl Servent {
     }
 
     /// Whether a query goes on, and with which TTL: `ttl` (from [`forward_ttl`]) if
-    /// there is a neighbour to send it to.
+    /// there is a neighbour to send it to. Counts the copies it will make.
     fn forward_decision(
-        &self,
+        &mut self,
         from: Option<LinkId>,
         ttl: Option<u16>,
         client: SocketAddrV4,
@@ -502,6 +498,7 @@ impl Servent {
             return None;
         }
         debug!("query {client}#{seq}: forwarding with TTL {ttl} to {targets} neighbour(s)");
+        self.counters.floods_forwarded += targets as u64;
         Some(ttl)
     }
 
