@@ -13,16 +13,16 @@
 //! as a minimal answerer or a raw relay, doing no protocol work beyond the least any
 //! implementation must do), and the ratio is what the targets are about.
 //!
-//! Sections:
-//! - `answers`: answers/s and latency at 1, 16 and 64 concurrent clients, servent and
-//!   minimal answerer (`answers.rs`);
-//! - `line`: lookup latency across a line of 5 servents, answered by the far end, and
-//!   across 4 raw relays to the minimal answerer (`answers.rs`);
+//! Sections, in the order they run (given on the command line or not):
 //! - `flood`: frames/s one servent forwards from one neighbour to two others, and the
 //!   raw relay's bytes as frames/s, in 5 rounds (the median counts); the servent's RSS
 //!   idle and after the million distinct queries of the first round (`flood.rs`);
 //! - `scale`: 200 servents in a random graph of degree 4: start-up time, memory per
-//!   servent, and the answers to a topology query (`scale.rs`).
+//!   servent, and the answers to a topology query (`scale.rs`);
+//! - `line`: lookup latency across a line of 5 servents, answered by the far end, and
+//!   across 4 raw relays to the minimal answerer (`answers.rs`);
+//! - `answers`: answers/s and latency at 1, 16 and 64 concurrent clients, servent and
+//!   minimal answerer (`answers.rs`).
 //!
 //! Correctness is checked all along (every query answered exactly once with the right
 //! value, every flood forwarded exactly once, clean servent exits): a failure there
@@ -49,7 +49,10 @@ use std::time::Duration;
 use answers::Timing;
 use procs::TempDir;
 
-const SECTIONS: [&str; 4] = ["answers", "line", "flood", "scale"];
+/// In the order they run: those that open many connections last, since every answer
+/// leaves a TIME_WAIT behind for a minute, and 300,000 of them slow loopback for
+/// whatever runs next (flood forwarding by a tenth, measured).
+const SECTIONS: [&str; 4] = ["flood", "scale", "line", "answers"];
 
 fn main() -> ExitCode {
     if let Some(code) = baseline::run_if_child() {
@@ -115,6 +118,8 @@ impl Settings {
         if sections.is_empty() && !elsewhere {
             sections = SECTIONS.iter().map(|s| s.to_string()).collect();
         }
+        sections.sort_by_key(|name| SECTIONS.iter().position(|s| s == name));
+        sections.dedup();
         let secs = |name: &str, default: f64| -> Result<Duration, String> {
             Duration::try_from_secs_f64(env_parse(name, default)?)
                 .map_err(|e| format!("{name}: {e}"))
