@@ -17,12 +17,13 @@ pub const MAX_FRAME: usize = FLOOD_HEADER + MAX_TEXT;
 /// The TTL a servent gives a query it floods first (the seed: at most 4 retransmissions).
 pub const INITIAL_TTL: u16 = 3;
 
-const TYPE_ID: u16 = 4;
-const TYPE_KEYREQ: u16 = 5;
-const TYPE_TOPOREQ: u16 = 6;
-const TYPE_KEYFLOOD: u16 = 7;
-const TYPE_TOPOFLOOD: u16 = 8;
-const TYPE_RESP: u16 = 9;
+/// The `type` field of each frame, its first two bytes (big-endian).
+pub const TYPE_ID: u16 = 4;
+pub const TYPE_KEYREQ: u16 = 5;
+pub const TYPE_TOPOREQ: u16 = 6;
+pub const TYPE_KEYFLOOD: u16 = 7;
+pub const TYPE_TOPOFLOOD: u16 = 8;
+pub const TYPE_RESP: u16 = 9;
 
 const ID_SIZE: usize = 4;
 const TOPOREQ_SIZE: usize = 6;

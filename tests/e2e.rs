@@ -511,3 +511,55 @@ fn answers_to_one_reply_address_go_in_parallel() {
     let run = client(&s1, "? k\n");
     assert_eq!(run.lines(), [format!("v {}", s1.local())], "{run:?}");
 }
+
+/// `kill -USR1` makes a running servent log its counters, and it goes on serving. In
+/// the diamond, after one far lookup: s1 took one ID and one KEYREQ from the client and
+/// sent two KEYFLOODs; the far servent answered once; the network dropped exactly two
+/// duplicates, wherever the race put them.
+#[test]
+fn sigusr1_logs_the_counters() {
+    let dir = TempDir::new("usr1");
+    let nodes = diamond(&dir);
+    let run = client(&nodes[0], "? far\n");
+    assert_eq!(
+        run.lines(),
+        [format!("FAR {}", nodes[3].local())],
+        "{run:?}"
+    );
+    let counters = |node: &Node| -> String {
+        node.signal(libc::SIGUSR1);
+        let mut line = String::new();
+        wait_for("the counters line", || {
+            line = node
+                .log()
+                .lines()
+                .find(|l| l.contains(" counters: "))
+                .unwrap_or_default()
+                .to_string();
+            !line.is_empty()
+        });
+        line
+    };
+    let lines: Vec<String> = nodes.iter().map(counters).collect();
+    assert!(
+        lines[0].contains("in ID 1, KEYREQ 1, TOPOREQ 0, KEYFLOOD 0, TOPOFLOOD 0, RESP 0; out KEYFLOOD 2, TOPOFLOOD 0, RESP 0"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[3].contains("RESP 1 (lost 0, waiting 0)"),
+        "{}",
+        lines[3]
+    );
+    let duplicates: u64 = lines
+        .iter()
+        .map(|l| {
+            let rest = &l[l.find("duplicate ").expect("a duplicate count") + "duplicate ".len()..];
+            rest[..rest.find(',').unwrap()].parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(duplicates, 2, "{lines:#?}");
+    // Still serving.
+    let run = client(&nodes[0], "? all\n");
+    assert_eq!(run.lines().len(), 4, "{run:?}");
+}

@@ -127,6 +127,9 @@ fn run(args: Args) -> Result<String> {
     driver
         .stop_on(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .context("cannot install signal handlers")?;
+    driver
+        .counters_on(&[signal_hook::consts::SIGUSR1])
+        .context("cannot install the SIGUSR1 handler")?;
     driver.run().context("event loop failed")?;
     Ok(driver.summary())
 }

@@ -33,6 +33,7 @@ pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(usize::MAX);
+const COUNTER_SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Reads one readiness event may do before the loop serves the others.
 const READS_PER_TURN: usize = 16;
@@ -86,6 +87,9 @@ impl Default for Options {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub frames_out: u64,
+    /// `frames_out`, by type.
+    pub keyfloods_out: u64,
+    pub topofloods_out: u64,
     pub answers_sent: u64,
     pub answers_lost: u64,
     pub connections_accepted: u64,
@@ -234,6 +238,7 @@ pub struct Driver {
     /// freed to accept and close the waiting connection, so the listener never stalls.
     spare_fd: Option<std::fs::File>,
     signals: Option<UnixStream>,
+    counter_signals: Option<UnixStream>,
     stop: bool,
     read_buf: Box<[u8]>,
     /// One flood encoded once, then copied into each neighbour's outbox.
@@ -295,6 +300,7 @@ impl Driver {
             still_readable: Vec::new(),
             spare_fd: spare_fd(),
             signals: None,
+            counter_signals: None,
             stop: false,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             frame_buf: Vec::with_capacity(protocol::MAX_FRAME),
@@ -324,6 +330,56 @@ impl Driver {
             .register(&mut reader, SIGNALS, Interest::READABLE)?;
         self.signals = Some(reader);
         Ok(())
+    }
+
+    /// Logs [`Driver::counters`] (at info level) whenever one of `signals` arrives:
+    /// `kill -USR1 <pid>` asks a running servent how it is doing.
+    pub fn counters_on(&mut self, signals: &[i32]) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        for &signal in signals {
+            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+        }
+        let mut reader = UnixStream::from_std(reader);
+        self.poll
+            .registry()
+            .register(&mut reader, COUNTER_SIGNALS, Interest::READABLE)?;
+        self.counter_signals = Some(reader);
+        Ok(())
+    }
+
+    /// Everything counted so far, on one line: frames in by type and out by type,
+    /// answers, drops by reason, connections.
+    pub fn counters(&self) -> String {
+        let c = self.servent.counters();
+        let s = self.stats;
+        let (mut links, mut answers) = (0, 0);
+        for conn in self.conns.values() {
+            match conn.kind {
+                Kind::Link { .. } => links += 1,
+                Kind::Answer { .. } => answers += 1,
+                Kind::Dialling { .. } => {}
+            }
+        }
+        format!(
+            "in {}; out KEYFLOOD {}, TOPOFLOOD {}, RESP {} (lost {}, waiting {}); \
+             dropped: duplicate {}, TTL spent {}, protocol error {}, slow peer {}; \
+             connections: accepted {} (refused {}), links open {}, answers open {}",
+            c.received,
+            s.keyfloods_out,
+            s.topofloods_out,
+            s.answers_sent,
+            s.answers_lost,
+            self.answers.queued(),
+            c.duplicates,
+            c.ttl_spent,
+            c.protocol_errors,
+            s.slow_peers_dropped,
+            s.connections_accepted,
+            s.connections_refused,
+            links,
+            answers
+        )
     }
 
     pub fn servent(&self) -> &Servent {
@@ -435,6 +491,14 @@ impl Driver {
             SIGNALS => {
                 info!("signal received: shutting down");
                 self.stop = true;
+                return;
+            }
+            COUNTER_SIGNALS => {
+                if let Some(pipe) = self.counter_signals.as_mut() {
+                    // One byte per signal; several may have come since the last event.
+                    while matches!(pipe.read(&mut [0u8; 64]), Ok(n) if n > 0) {}
+                }
+                info!("counters: {}", self.counters());
                 return;
             }
             _ => {}
@@ -728,6 +792,11 @@ impl Driver {
             }
             debug!("link {target}: sending {:?}", Encoded(&conn.outbuf[at..]));
             self.stats.frames_out += 1;
+            if frame.get(..2) == Some(&protocol::TYPE_KEYFLOOD.to_be_bytes()[..]) {
+                self.stats.keyfloods_out += 1;
+            } else {
+                self.stats.topofloods_out += 1;
+            }
             if conn.outbuf.len() >= FLUSH_AT {
                 self.flush(token);
             } else if !conn.flush_queued {

@@ -77,10 +77,48 @@ impl Default for Config {
     }
 }
 
+/// Frames counted by type.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub id: u64,
+    pub keyreq: u64,
+    pub toporeq: u64,
+    pub keyflood: u64,
+    pub topoflood: u64,
+    pub resp: u64,
+}
+
+impl FrameCounts {
+    pub fn count(&mut self, frame: &Frame) {
+        *match frame {
+            Frame::Id { .. } => &mut self.id,
+            Frame::KeyReq { .. } => &mut self.keyreq,
+            Frame::TopoReq { .. } => &mut self.toporeq,
+            Frame::KeyFlood(_) => &mut self.keyflood,
+            Frame::TopoFlood(_) => &mut self.topoflood,
+            Frame::Resp { .. } => &mut self.resp,
+        } += 1;
+    }
+}
+
+impl std::fmt::Display for FrameCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ID {}, KEYREQ {}, TOPOREQ {}, KEYFLOOD {}, TOPOFLOOD {}, RESP {}",
+            self.id, self.keyreq, self.toporeq, self.keyflood, self.topoflood, self.resp
+        )
+    }
+}
+
 /// Running totals, for logs and the exit summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     pub frames_in: u64,
+    /// `frames_in`, by type.
+    pub received: FrameCounts,
+    /// Queries not passed on because their TTL was spent.
+    pub ttl_spent: u64,
     pub requests: u64,
     pub floods_in: u64,
     pub floods_forwarded: u64,
@@ -169,6 +207,7 @@ impl Servent {
     /// A whole frame arrived on `link`.
     pub fn handle_frame(&mut self, link: LinkId, frame: Frame, now: Instant) {
         self.counters.frames_in += 1;
+        self.counters.received.count(&frame);
         let Some(state) = self.links.get(&link) else {
             warn!("link {link}: frame for an unknown link ignored");
             return;
@@ -384,6 +423,7 @@ impl Servent {
             }
         };
         self.counters.frames_in += 1;
+        self.counters.received.keyflood += 1;
         self.counters.floods_in += 1;
         debug!("link {link}: received {query:?} from {peer}");
         self.decide_key_query(Some(link), query, now)
@@ -490,6 +530,7 @@ impl Servent {
     ) -> Option<u16> {
         let Some(ttl) = ttl else {
             debug!("query {client}#{seq}: TTL 0, not forwarded");
+            self.counters.ttl_spent += 1;
             return None;
         };
         let targets = self.targets(from);
