@@ -4,10 +4,10 @@ use std::io::{self, IsTerminal};
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use tp3kv::client::{self, Client};
+use tp3kv::client::{self, Client, LineSource, Lines};
 use tp3kv::net;
 
 /// Client of the TP3 key-value network. Commands: `? key` looks a key up, `T` asks for
@@ -62,11 +62,44 @@ fn run(args: Args) -> Result<()> {
             client.reply_port()
         );
     }
-    client.run(
-        io::stdin().lock(),
-        &mut io::stdout(),
-        &mut io::stderr(),
-        interactive,
-    )?;
+    if interactive {
+        client.run(&mut Terminal::new()?, &mut io::stdout(), &mut io::stderr())?;
+    } else {
+        client.run(
+            &mut Lines(io::stdin().lock()),
+            &mut io::stdout(),
+            &mut io::stderr(),
+        )?;
+    }
     Ok(())
+}
+
+/// Commands typed at a terminal: a prompt, line editing, and the session's history
+/// (up and down arrows, Ctrl-R), from `rustyline`. Ctrl-C drops the line being typed;
+/// Ctrl-D on an empty line quits, as end of input does.
+struct Terminal(rustyline::DefaultEditor);
+
+impl Terminal {
+    fn new() -> Result<Terminal> {
+        let editor = rustyline::DefaultEditor::new().context("cannot set up the terminal")?;
+        Ok(Terminal(editor))
+    }
+}
+
+impl LineSource for Terminal {
+    fn next_line(&mut self) -> io::Result<Option<String>> {
+        use rustyline::error::ReadlineError;
+        match self.0.readline("> ") {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = self.0.add_history_entry(line.as_str());
+                }
+                Ok(Some(line))
+            }
+            Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
+            Err(ReadlineError::Eof) => Ok(None),
+            Err(ReadlineError::Io(e)) => Err(e),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
 }

@@ -86,6 +86,27 @@ struct Reply {
     buf: Vec<u8>,
 }
 
+/// Where the client's commands come from: a pipe or file, or a terminal with line
+/// editing (the binary's `Terminal`).
+pub trait LineSource {
+    /// The next line (its `\n`, if kept, is ignored by the parser); `None` at the end
+    /// of input.
+    fn next_line(&mut self) -> io::Result<Option<String>>;
+}
+
+/// Lines read from any `BufRead` (invalid UTF-8 shown lossily), with no prompt.
+pub struct Lines<R>(pub R);
+
+impl<R: BufRead> LineSource for Lines<R> {
+    fn next_line(&mut self) -> io::Result<Option<String>> {
+        let mut line = Vec::new();
+        if self.0.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
+}
+
 /// A connected client.
 pub struct Client {
     servent: TcpStream,
@@ -150,26 +171,19 @@ impl Client {
     }
 
     /// Reads commands until `Q` or end of input. Answers go to `out` as
-    /// `VALUE IP:PORT`; warnings and errors to `err`. With `prompt`, a prompt is shown
-    /// before each command (for terminals).
+    /// `VALUE IP:PORT`; warnings and errors to `err`.
     pub fn run(
         &mut self,
-        mut input: impl BufRead,
+        input: &mut impl LineSource,
         out: &mut impl Write,
         err: &mut impl Write,
-        prompt: bool,
     ) -> Result<(), ClientError> {
-        let mut line = Vec::new();
         loop {
-            if prompt {
-                write!(out, "> ")?;
-                out.flush()?;
-            }
-            line.clear();
-            if input.read_until(b'\n', &mut line)? == 0 {
+            out.flush()?;
+            let Some(line) = input.next_line()? else {
                 return Ok(());
-            }
-            let request = match command::parse(&String::from_utf8_lossy(&line)) {
+            };
+            let request = match command::parse(&line) {
                 Command::Quit => return Ok(()),
                 Command::Nothing => continue,
                 Command::Unknown(why) => {
