@@ -314,9 +314,23 @@ impl Driver {
         })
     }
 
-    /// Makes `run` return when one of `signals` arrives. A signal this process was
-    /// started with ignored stays ignored, as shells expect of background jobs.
+    /// Makes `run` return when one of `signals` arrives.
     pub fn stop_on(&mut self, signals: &[i32]) -> io::Result<()> {
+        self.signals = Some(self.signal_pipe(signals, SIGNALS)?);
+        Ok(())
+    }
+
+    /// Logs [`Driver::counters`] (at info level) whenever one of `signals` arrives:
+    /// `kill -USR1 <pid>` asks a running servent how it is doing.
+    pub fn counters_on(&mut self, signals: &[i32]) -> io::Result<()> {
+        self.counter_signals = Some(self.signal_pipe(signals, COUNTER_SIGNALS)?);
+        Ok(())
+    }
+
+    /// A pipe that becomes readable (as `token`) when one of `signals` arrives. A
+    /// signal this process was started with ignored stays ignored, as shells expect of
+    /// background jobs.
+    fn signal_pipe(&self, signals: &[i32], token: Token) -> io::Result<UnixStream> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         for &signal in signals {
@@ -327,25 +341,8 @@ impl Driver {
         let mut reader = UnixStream::from_std(reader);
         self.poll
             .registry()
-            .register(&mut reader, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(reader);
-        Ok(())
-    }
-
-    /// Logs [`Driver::counters`] (at info level) whenever one of `signals` arrives:
-    /// `kill -USR1 <pid>` asks a running servent how it is doing.
-    pub fn counters_on(&mut self, signals: &[i32]) -> io::Result<()> {
-        let (reader, writer) = StdUnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        for &signal in signals {
-            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
-        }
-        let mut reader = UnixStream::from_std(reader);
-        self.poll
-            .registry()
-            .register(&mut reader, COUNTER_SIGNALS, Interest::READABLE)?;
-        self.counter_signals = Some(reader);
-        Ok(())
+            .register(&mut reader, token, Interest::READABLE)?;
+        Ok(reader)
     }
 
     /// Everything counted so far, on one line: frames in by type and out by type,
