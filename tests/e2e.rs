@@ -563,3 +563,44 @@ fn sigusr1_logs_the_counters() {
     let run = client(&nodes[0], "? all\n");
     assert_eq!(run.lines().len(), 4, "{run:?}");
 }
+
+/// `client --tree`: after the answers to `T`, the overlay they reached, drawn as the
+/// tree the flood took: s1 at the root, s2 and s3 below it, s4 below one of them.
+#[test]
+fn client_tree_draws_the_topology() {
+    let dir = TempDir::new("tree");
+    let nodes = diamond(&dir);
+    let mut command = Command::new(CLIENT);
+    command
+        .args(["--timeout", CLIENT_TIMEOUT, "--tree"])
+        .arg(nodes[0].local());
+    let run = run_process(command, "T\n", Duration::from_secs(30));
+    let lines = run.lines();
+    let [s1, s2, s3, s4] = [0, 1, 2, 3].map(|i| nodes[i].local());
+    let tree: Vec<&str> = lines.iter().skip(4).copied().collect();
+    assert_eq!(
+        tree.len(),
+        4,
+        "four answers, then a four-line tree: {run:?}"
+    );
+    assert_eq!(tree[0], s1, "{run:?}");
+    let (first, second) = if tree[1].ends_with(&s2) {
+        (&s2, &s3)
+    } else {
+        (&s3, &s2)
+    };
+    let s4_under_first = [
+        format!("├── {first}"),
+        format!("│   └── {s4}"),
+        format!("└── {second}"),
+    ];
+    let s4_under_second = [
+        format!("├── {first}"),
+        format!("└── {second}"),
+        format!("    └── {s4}"),
+    ];
+    assert!(
+        tree[1..] == s4_under_first || tree[1..] == s4_under_second,
+        "{run:?}"
+    );
+}

@@ -23,6 +23,9 @@ struct Args {
     /// Seconds to wait for answers after a command or after the last answer.
     #[arg(long, default_value_t = client::DEFAULT_TIMEOUT.as_secs_f64())]
     timeout: f64,
+    /// After each `T`, also draw its answers as the tree of the overlay they reached.
+    #[arg(long)]
+    tree: bool,
 }
 
 fn main() {
@@ -55,6 +58,7 @@ fn run(args: Args) -> Result<()> {
     let (reply_port, servent) = parse_target(&args.args)?;
     let timeout = Duration::from_secs_f64(args.timeout);
     let mut client = Client::connect(servent, reply_port, timeout, client::random_seq())?;
+    client.draw_topology_trees(args.tree);
     let interactive = io::stdin().is_terminal();
     if interactive {
         eprintln!(

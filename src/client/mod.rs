@@ -6,6 +6,7 @@
 //! link to the servent.
 
 pub mod command;
+pub mod tree;
 pub mod window;
 
 use std::collections::hash_map::RandomState;
@@ -118,6 +119,8 @@ pub struct Client {
     next_token: usize,
     next_seq: u32,
     timeout: Duration,
+    /// Draw each `T`'s answers as a tree once its window closes (`--tree`).
+    draw_trees: bool,
 }
 
 impl Client {
@@ -163,7 +166,13 @@ impl Client {
             next_token: 1,
             next_seq: first_seq,
             timeout,
+            draw_trees: false,
         })
+    }
+
+    /// After each `T`, also draw its answers as the tree of the overlay they reached.
+    pub fn draw_topology_trees(&mut self, on: bool) {
+        self.draw_trees = on;
     }
 
     pub fn reply_port(&self) -> u16 {
@@ -193,8 +202,12 @@ impl Client {
                 Command::Lookup(key) => Request::Key(key),
                 Command::Topology => Request::Topology,
             };
+            let topology = matches!(request, Request::Topology);
             let seq = self.send(request)?;
-            self.collect_answers(seq, out, err)?;
+            let answers = self.collect_answers(seq, out, err)?;
+            if topology && self.draw_trees && !answers.is_empty() {
+                write!(out, "{}", tree::draw(&answers))?;
+            }
         }
     }
 
@@ -231,12 +244,15 @@ impl Client {
     }
 
     /// Waits out the answer window for `seq`, printing what arrives.
+    /// Prints the answers to `seq` as they come, until the window closes; returns their
+    /// values.
     fn collect_answers(
         &mut self,
         seq: u32,
         out: &mut impl Write,
         err: &mut impl Write,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Vec<String>, ClientError> {
+        let mut values = Vec::new();
         let mut window = AnswerWindow::open(seq, self.timeout, Instant::now());
         let mut events = Events::with_capacity(256);
         loop {
@@ -260,7 +276,7 @@ impl Client {
                 };
                 for token in tokens {
                     if let Some(message) = self.read_reply(token) {
-                        report(message, &mut window, out, err)?;
+                        values.extend(report(message, &mut window, out, err)?);
                     }
                 }
             }
@@ -268,7 +284,7 @@ impl Client {
         if window.answers() == 0 {
             writeln!(err, "no answer received")?;
         }
-        Ok(())
+        Ok(values)
     }
 
     /// Accepts every waiting reply connection. Returns their tokens, to be read at once:
@@ -356,13 +372,14 @@ fn report(
     window: &mut AnswerWindow,
     out: &mut impl Write,
     err: &mut impl Write,
-) -> io::Result<()> {
+) -> io::Result<Option<String>> {
     let from = message.from;
     match message.content {
         Ok(Frame::Resp { seq, value }) => match window.on_response(seq, Instant::now()) {
             Verdict::Answer => {
                 writeln!(out, "{value} {from}")?;
-                out.flush()
+                out.flush()?;
+                return Ok(Some(value.to_lossy().into_owned()));
             }
             Verdict::WrongSeq => writeln!(
                 err,
@@ -376,5 +393,6 @@ fn report(
             other.name()
         ),
         Err(why) => writeln!(err, "unexpected message from {from}: {why}"),
-    }
+    }?;
+    Ok(None)
 }
