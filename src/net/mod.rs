@@ -51,8 +51,7 @@ pub struct Options {
     /// After the RESP is out, how long to wait for the client to close first (so the
     /// client, not us, holds the TIME_WAIT and our port can answer it again at once).
     pub answer_linger: Duration,
-    /// Answer connections open at once; more wait in a queue. Answers to one reply
-    /// address also wait for each other (see [`answers`]).
+    /// Answer connections open at once; more wait in a queue (see [`answers`]).
     pub max_answers: usize,
     /// Answers waiting for a free slot; past this they are dropped (and logged).
     pub answer_queue: usize,
@@ -86,8 +85,7 @@ impl Default for Options {
 /// What the driver did, beyond the servent's own counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    pub frames_out: u64,
-    /// `frames_out`, by type.
+    /// Flood copies sent to neighbours, by type.
     pub keyfloods_out: u64,
     pub topofloods_out: u64,
     pub answers_sent: u64,
@@ -148,6 +146,13 @@ enum Timer {
     Redial(usize),
     Deadline(Token),
     RetryAnswer(Token),
+}
+
+impl Stats {
+    /// Frames sent to neighbours: every flood copy.
+    pub fn frames_out(&self) -> u64 {
+        self.keyfloods_out + self.topofloods_out
+    }
 }
 
 /// Where an answer connection leaves from.
@@ -395,7 +400,7 @@ impl Driver {
             "frames in {}, frames out {}, answers sent {} (lost {}), duplicates dropped {}, \
              protocol errors {}, connections accepted {} (refused {}), slow peers dropped {}",
             c.frames_in,
-            s.frames_out,
+            s.frames_out(),
             s.answers_sent,
             s.answers_lost,
             c.duplicates,
@@ -436,9 +441,8 @@ impl Driver {
             // Last, so nothing added to an outbox this turn waits through the next poll.
             self.flush_queued();
         }
-        for (_, mut conn) in self.conns.drain() {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-        }
+        // Dropping them closes them (see `close`).
+        self.conns.clear();
         Ok(())
     }
 
@@ -710,7 +714,9 @@ impl Driver {
             let mut touched = 0;
             for (nth, (_, _, flood)) in batch[..count].iter().enumerate() {
                 if let Some(flood) = flood {
-                    touched ^= self.servent.prefetch(&query_id(flood), nth);
+                    touched ^= self
+                        .servent
+                        .prefetch(&QueryId::new(flood.client, flood.seq), nth);
                 }
             }
             std::hint::black_box(touched);
@@ -788,7 +794,6 @@ impl Driver {
                 protocol::set_flood_ttl(&mut conn.outbuf[at..], ttl);
             }
             debug!("link {target}: sending {:?}", Encoded(&conn.outbuf[at..]));
-            self.stats.frames_out += 1;
             if frame.get(..2) == Some(&protocol::TYPE_KEYFLOOD.to_be_bytes()[..]) {
                 self.stats.keyfloods_out += 1;
             } else {
@@ -1217,14 +1222,6 @@ fn is_address_clash(e: &io::Error) -> bool {
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-}
-
-fn query_id(flood: &KeyFloodRef<'_>) -> QueryId {
-    QueryId {
-        ip: *flood.client.ip(),
-        port: flood.client.port(),
-        seq: flood.seq,
-    }
 }
 
 /// An encoded frame, shown in logs as the frame it is.

@@ -437,12 +437,7 @@ impl Servent {
         query: KeyFloodRef<'_>,
         now: Instant,
     ) -> Option<u16> {
-        let id = QueryId {
-            ip: *query.client.ip(),
-            port: query.client.port(),
-            seq: query.seq,
-        };
-        if !self.admit(from, id, now) {
+        if !self.admit(from, QueryId::new(query.client, query.seq), now) {
             return None;
         }
         let key = || String::from_utf8_lossy(query.key);
@@ -477,7 +472,7 @@ impl Servent {
         flood: Flood,
         now: Instant,
     ) {
-        if !self.admit(from, query_id(&flood), now) {
+        if !self.admit(from, QueryId::new(flood.client, flood.seq), now) {
             return;
         }
         let forward_ttl = forward_ttl(from, flood.ttl);
@@ -564,13 +559,5 @@ fn describe_source(from: Option<LinkId>) -> String {
     match from {
         Some(link) => format!("link {link}"),
         None => "the client".to_string(),
-    }
-}
-
-fn query_id(flood: &Flood) -> QueryId {
-    QueryId {
-        ip: *flood.client.ip(),
-        port: flood.client.port(),
-        seq: flood.seq,
     }
 }

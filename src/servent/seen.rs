@@ -11,7 +11,7 @@
 //! half full: 32 bytes an entry at the default capacity.
 
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::hashing::FoldHashSeeds;
@@ -23,6 +23,17 @@ pub struct QueryId {
     pub ip: Ipv4Addr,
     pub port: u16,
     pub seq: u32,
+}
+
+impl QueryId {
+    /// The query `seq` of the client whose reply address is `client`.
+    pub fn new(client: SocketAddrV4, seq: u32) -> QueryId {
+        QueryId {
+            ip: *client.ip(),
+            port: client.port(),
+            seq,
+        }
+    }
 }
 
 impl Hash for QueryId {
