@@ -19,3 +19,4 @@ pub mod net;
 pub mod protocol;
 pub mod servent;
 pub mod store;
+pub mod trace;

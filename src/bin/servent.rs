@@ -12,6 +12,7 @@ use log::{info, warn};
 use tp3kv::net::{self, Driver, Options};
 use tp3kv::servent::{Config, Servent};
 use tp3kv::store::Store;
+use tp3kv::trace::Tracer;
 
 /// A servent of the TP3 key-value network: holds a key-value file, answers queries
 /// from clients and floods them to its neighbours.
@@ -57,6 +58,10 @@ struct Args {
     /// Answers that may wait for a free connection; past it they are dropped.
     #[arg(long, default_value_t = Options::default().answer_queue)]
     answer_queue: usize,
+    /// Write a trace to this file: one JSON line per frame received, sent, answered
+    /// or dropped. `flood-view` draws the floods in the traces of several servents.
+    #[arg(long, value_name = "PATH")]
+    trace: Option<PathBuf>,
 }
 
 fn main() {
@@ -97,6 +102,20 @@ fn run(args: Args) -> Result<String> {
     let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))?;
     let local = listener.local_addr()?;
     init_logging(local.port());
+    let tracer = match &args.trace {
+        Some(path) => {
+            // Named as other servents know it where that is known; else as it listens
+            // (`flood-view` finds the address behind 0.0.0.0 from the links).
+            let name = match args.advertise {
+                Some(ip) => SocketAddr::new(IpAddr::V4(ip), local.port()),
+                None => local,
+            };
+            let tracer = Tracer::create(path, name.to_string())
+                .with_context(|| format!("cannot create the trace file {}", path.display()))?;
+            Some(tracer)
+        }
+        None => None,
+    };
 
     // Every connection is a descriptor: make room for the limits, or fit the limits
     // to the room there is.
@@ -124,6 +143,9 @@ fn run(args: Args) -> Result<String> {
     );
     let servent = Servent::new(store, local.port(), config);
     let mut driver = Driver::new(listener, servent, args.neighbours, options)?;
+    if let Some(tracer) = tracer {
+        driver.trace_to(tracer);
+    }
     driver
         .stop_on(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .context("cannot install signal handlers")?;

@@ -26,7 +26,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::hashing::IdMap;
 use crate::protocol::{self, DecodeError, Frame, KeyFloodRef};
-use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent};
+use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent, Verdict};
+use crate::trace::{Event as TraceEvent, EventKind, FrameFields, Tracer};
 use answers::{AnswerScheduler, Submitted};
 
 pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
@@ -258,6 +259,8 @@ pub struct Driver {
     stats: Stats,
     refused_log: Throttle,
     lost_log: Throttle,
+    /// `Some` while `--trace` is on.
+    tracer: Option<Tracer>,
 }
 
 fn link_of(token: Token) -> LinkId {
@@ -316,7 +319,14 @@ impl Driver {
             stats: Stats::default(),
             refused_log: Throttle::default(),
             lost_log: Throttle::default(),
+            tracer: None,
         })
+    }
+
+    /// Writes a trace event for every frame received, sent, answered or dropped.
+    pub fn trace_to(&mut self, tracer: Tracer) {
+        self.servent.report_verdicts();
+        self.tracer = Some(tracer);
     }
 
     /// Makes `run` return when one of `signals` arrives.
@@ -440,7 +450,9 @@ impl Driver {
             self.fire_timers(Instant::now());
             // Last, so nothing added to an outbox this turn waits through the next poll.
             self.flush_queued();
+            self.flush_trace();
         }
+        self.flush_trace();
         // Dropping them closes them (see `close`).
         self.conns.clear();
         Ok(())
@@ -601,7 +613,15 @@ impl Driver {
         self.servent
             .handle_link_up(link_of(token), direction, local, peer);
         if direction == Direction::Outbound {
-            Frame::Id { port: 0 }.encode(&mut self.conns.get_mut(&token)?.outbuf);
+            let id = Frame::Id { port: 0 };
+            id.encode(&mut self.conns.get_mut(&token)?.outbuf);
+            if self.tracer.is_some() {
+                let event = TraceEvent {
+                    frame: Some(FrameFields::of(&id)),
+                    ..TraceEvent::new(EventKind::Sent).on(local, peer)
+                };
+                self.record(event);
+            }
             self.flush(token);
         }
         self.conns.contains_key(&token).then_some(token)
@@ -727,6 +747,9 @@ impl Driver {
                 match flood {
                     Some(flood) => {
                         let ttl = self.servent.handle_key_flood(link, flood, now);
+                        if self.tracer.is_some() {
+                            self.trace_handled(link, FrameFields::of_key_flood(&flood));
+                        }
                         self.run_actions();
                         if let Some(ttl) = ttl {
                             self.send_to_neighbours(Some(link), frame, Some(ttl));
@@ -734,7 +757,11 @@ impl Driver {
                     }
                     _ => match protocol::decode(frame) {
                         Ok(Some((frame, _))) => {
+                            let traced = self.tracer.is_some().then(|| FrameFields::of(&frame));
                             self.servent.handle_frame(link, frame, now);
+                            if let Some(fields) = traced {
+                                self.trace_handled(link, fields);
+                            }
                             self.run_actions();
                         }
                         // frame_extent has vouched for it; should decode ever disagree,
@@ -755,7 +782,9 @@ impl Driver {
             }
             if let Some(e) = error {
                 self.servent.note_protocol_error();
-                self.close(token, &format!("protocol error: {e}"));
+                let reason = format!("protocol error: {e}");
+                self.trace_drop(link, &reason);
+                self.close(token, &reason);
                 return None;
             }
             if count < BATCH {
@@ -799,6 +828,15 @@ impl Driver {
             } else {
                 self.stats.topofloods_out += 1;
             }
+            if self.tracer.is_some() {
+                let sent = protocol::decode(&conn.outbuf[at..]);
+                if let Ok(Some((frame, _))) = sent {
+                    self.trace_frame(target, EventKind::Sent, FrameFields::of(&frame));
+                }
+            }
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
             if conn.outbuf.len() >= FLUSH_AT {
                 self.flush(token);
             } else if !conn.flush_queued {
@@ -820,8 +858,23 @@ impl Driver {
                     self.send_to_neighbours(except, &encoded, None);
                     self.frame_buf = encoded;
                 }
-                Action::Answer { to, frame } => self.queue_answer(to, frame.to_bytes()),
-                Action::Close { link, reason } => self.close(Token(link as usize), &reason),
+                Action::Answer { to, frame } => {
+                    if self.tracer.is_some() {
+                        let fields = FrameFields::of(&frame);
+                        self.record(TraceEvent {
+                            link: Some(to.to_string()),
+                            query: fields.seq.map(|seq| QueryId::new(to, seq).to_string()),
+                            frame: Some(fields),
+                            ..TraceEvent::new(EventKind::Answered)
+                        });
+                    }
+                    self.queue_answer(to, frame.to_bytes())
+                }
+                Action::Close { link, reason } => {
+                    let reason = format!("protocol error: {reason}");
+                    self.trace_drop(link, &reason);
+                    self.close(Token(link as usize), &reason)
+                }
             }
         }
     }
@@ -865,13 +918,12 @@ impl Driver {
             Err(e) => self.close(token, &format!("write error: {e}")),
             Ok(()) if pending > self.options.outbox_limit => {
                 self.stats.slow_peers_dropped += 1;
-                self.close(
-                    token,
-                    &format!(
-                        "peer is not reading: {pending} bytes waiting, over the limit of {}",
-                        self.options.outbox_limit
-                    ),
-                )
+                let reason = format!(
+                    "slow peer: {pending} bytes waiting, over the limit of {}",
+                    self.options.outbox_limit
+                );
+                self.trace_drop(link_of(token), &reason);
+                self.close(token, &reason)
             }
             Ok(()) => {}
         }
@@ -919,11 +971,7 @@ impl Driver {
                 if phase == AnswerPhase::Lingering {
                     debug!("answer to {to}: done ({reason})");
                 } else {
-                    self.stats.answers_lost += 1;
-                    self.lost_log.warn(
-                        Instant::now(),
-                        format_args!("answer to {to} lost: {reason}"),
-                    );
+                    self.answer_lost(to, &conn.outbuf, format_args!("lost: {reason}"));
                 }
                 self.answer_done();
             }
@@ -987,6 +1035,8 @@ impl Driver {
     /// Sends an answer now if the scheduler allows, else queues it (or drops it,
     /// logged, if too many are waiting).
     fn queue_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>) {
+        // Kept only to name a dropped answer in the trace.
+        let traced = self.tracer.is_some().then(|| resp.clone());
         match self.answers.submit(to, resp) {
             Submitted::Open {
                 resp,
@@ -1002,11 +1052,11 @@ impl Driver {
                 self.answers.queued()
             ),
             Submitted::Dropped => {
-                self.stats.answers_lost += 1;
                 let waiting = self.answers.queued();
-                self.lost_log.warn(
-                    Instant::now(),
-                    format_args!("answer to {to} dropped: {waiting} answers already waiting"),
+                self.answer_lost(
+                    to,
+                    traced.as_deref().unwrap_or_default(),
+                    format_args!("dropped: {waiting} answers already waiting"),
                 );
             }
         }
@@ -1060,9 +1110,7 @@ impl Driver {
                 return self.open_answer(to, resp, Source::Ephemeral);
             }
             Err(e) => {
-                self.stats.answers_lost += 1;
-                self.lost_log
-                    .warn(Instant::now(), format_args!("answer to {to} lost: {e}"));
+                self.answer_lost(to, &resp, format_args!("lost: {e}"));
                 return false;
             }
         };
@@ -1074,8 +1122,7 @@ impl Driver {
         let token = match self.register(stream, kind, resp) {
             Ok(token) => token,
             Err(e) => {
-                self.stats.answers_lost += 1;
-                warn!("answer to {to} lost: cannot register: {e}");
+                self.answer_lost(to, &[], format_args!("lost: cannot register: {e}"));
                 if from_listen_port {
                     self.answers.release_pair(to);
                 }
@@ -1099,6 +1146,15 @@ impl Driver {
             return;
         };
         if phase != AnswerPhase::Lingering {
+            // The RESP as the trace will name it once sent (whole only before the first
+            // write; a RESP written in pieces is traced without its fields).
+            let traced = match self.tracer {
+                Some(_) => match protocol::decode(&conn.outbuf) {
+                    Ok(Some((frame, _))) => Some(FrameFields::of(&frame)),
+                    _ => None,
+                },
+                None => None,
+            };
             // No separate check that the connect is done (two syscalls): the write
             // itself says `WouldBlock` until it is, or fails with its error.
             let written = loop {
@@ -1139,6 +1195,9 @@ impl Driver {
             debug!("answer to {to}: RESP sent");
             self.stats.answers_sent += 1;
             set_answer_phase(conn, AnswerPhase::Lingering);
+            if self.tracer.is_some() {
+                self.trace_answer_sent(token, to, traced);
+            }
             self.set_deadline(token, Instant::now() + self.options.answer_linger);
             // The client closes once it has read the RESP; that is a readable event.
             return;
@@ -1156,6 +1215,117 @@ impl Driver {
                 Err(e) => return self.close(token, &format!("read error: {e}")),
             }
         }
+    }
+
+    /// Counts and logs (throttled) an answer that will never reach `to`; `resp`, its
+    /// bytes if still at hand, names it in the trace.
+    fn answer_lost(&mut self, to: SocketAddrV4, resp: &[u8], what: fmt::Arguments<'_>) {
+        self.stats.answers_lost += 1;
+        self.lost_log
+            .warn(Instant::now(), format_args!("answer to {to} {what}"));
+        if self.tracer.is_some() {
+            let fields = match protocol::decode(resp) {
+                Ok(Some((frame, _))) => Some(FrameFields::of(&frame)),
+                _ => None,
+            };
+            let query = fields
+                .as_ref()
+                .and_then(|f| Some(QueryId::new(to, f.seq?).to_string()));
+            self.record(TraceEvent {
+                link: Some(to.to_string()),
+                query,
+                frame: fields,
+                reason: Some(format!("answer {what}")),
+                ..TraceEvent::new(EventKind::Dropped)
+            });
+        }
+    }
+
+    /// Writes a trace event, if tracing. A trace that cannot be written is given up.
+    fn record(&mut self, event: TraceEvent) {
+        if let Some(tracer) = self.tracer.as_mut() {
+            if !tracer.record(event) {
+                self.tracer = None;
+            }
+        }
+    }
+
+    fn flush_trace(&mut self) {
+        if let Some(tracer) = self.tracer.as_mut() {
+            if !tracer.flush() {
+                self.tracer = None;
+            }
+        }
+    }
+
+    /// An event about a frame on `link`, with the link's two ends.
+    fn trace_frame(&mut self, link: LinkId, kind: EventKind, frame: FrameFields) {
+        let mut event = TraceEvent::new(kind);
+        if let Some((local, peer)) = self.servent.link_addresses(link) {
+            event = event.on(local, peer);
+        }
+        self.record(TraceEvent {
+            query: frame.flood_query(),
+            frame: Some(frame),
+            ..event
+        });
+    }
+
+    /// A frame just handed to the servent on `link`, and what it decided about it: the
+    /// query a client's request became, and why a query went no further.
+    fn trace_handled(&mut self, link: LinkId, frame: FrameFields) {
+        let mut received = TraceEvent::new(EventKind::Received);
+        if let Some((local, peer)) = self.servent.link_addresses(link) {
+            received = received.on(local, peer);
+        }
+        received.query = frame.flood_query();
+        received.frame = Some(frame);
+        let mut dropped = Vec::new();
+        while let Some(verdict) = self.servent.poll_verdict() {
+            match verdict {
+                Verdict::Started(query) => received.query = Some(query.to_string()),
+                Verdict::Dropped(query, reason) => dropped.push(TraceEvent {
+                    event: EventKind::Dropped,
+                    query: Some(query.to_string()),
+                    reason: Some(reason.name().to_string()),
+                    ..received.clone()
+                }),
+            }
+        }
+        self.record(received);
+        for event in dropped {
+            self.record(event);
+        }
+    }
+
+    /// A link closed for `reason` (before it is gone, so its addresses are known).
+    fn trace_drop(&mut self, link: LinkId, reason: &str) {
+        if self.tracer.is_none() {
+            return;
+        }
+        let mut event = TraceEvent::new(EventKind::Dropped);
+        if let Some((local, peer)) = self.servent.link_addresses(link) {
+            event = event.on(local, peer);
+        }
+        event.reason = Some(reason.to_string());
+        self.record(event);
+    }
+
+    /// An answer's RESP is all written: the trace shows which port it left from.
+    fn trace_answer_sent(&mut self, token: Token, to: SocketAddrV4, frame: Option<FrameFields>) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        let mut event = TraceEvent::new(EventKind::Sent);
+        match conn.stream.local_addr() {
+            Ok(local) => event = event.on(sys::unmap(local), SocketAddr::V4(to)),
+            Err(_) => event.link = Some(to.to_string()),
+        }
+        event.query = frame
+            .as_ref()
+            .and_then(|f| Some(QueryId::new(to, f.seq?).to_string()));
+        event.frame = frame;
+        self.record(event);
     }
 
     fn fire_timers(&mut self, now: Instant) {

@@ -55,6 +55,37 @@ pub enum Action {
     Close { link: LinkId, reason: String },
 }
 
+/// What became of a query, beyond the actions: for traces, and only when asked for
+/// ([`Servent::report_verdicts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The client's request just handled became this query.
+    Started(QueryId),
+    /// The query just handled goes no further here.
+    Dropped(QueryId, DropReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A copy of a query already handled.
+    Duplicate,
+    /// Handled (and answered, if the key is here), but not passed on: TTL spent.
+    TtlSpent,
+    /// A topology query whose info, with this servent added, would be over 400 bytes.
+    InfoTooLong,
+}
+
+impl DropReason {
+    /// The name traces give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Duplicate => "duplicate",
+            DropReason::TtlSpent => "ttl",
+            DropReason::InfoTooLong => "info too long",
+        }
+    }
+}
+
 /// Settings of a servent's behaviour.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -149,6 +180,8 @@ pub struct Servent {
     listen_port: u16,
     advertise: Option<Ipv4Addr>,
     actions: VecDeque<Action>,
+    /// `Some` when verdicts are reported.
+    verdicts: Option<VecDeque<Verdict>>,
     counters: Counters,
 }
 
@@ -163,6 +196,7 @@ impl Servent {
             listen_port,
             advertise: config.advertise,
             actions: VecDeque::new(),
+            verdicts: None,
             counters: Counters::default(),
         }
     }
@@ -269,6 +303,28 @@ impl Servent {
         self.seen.prefetch(id, nth)
     }
 
+    /// From now on, keep [`Verdict`]s for [`Servent::poll_verdict`]. A driver that asks
+    /// must drain them after every frame it hands over.
+    pub fn report_verdicts(&mut self) {
+        self.verdicts.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next verdict about the frames handled since the last call, if any.
+    pub fn poll_verdict(&mut self) -> Option<Verdict> {
+        self.verdicts.as_mut()?.pop_front()
+    }
+
+    fn verdict(&mut self, verdict: Verdict) {
+        if let Some(verdicts) = self.verdicts.as_mut() {
+            verdicts.push_back(verdict);
+        }
+    }
+
+    /// The two ends of a link: (ours, theirs).
+    pub fn link_addresses(&self, link: LinkId) -> Option<(SocketAddr, SocketAddr)> {
+        self.links.get(&link).map(|l| (l.local, l.peer))
+    }
+
     /// The next thing to do, if any.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -312,10 +368,12 @@ impl Servent {
         text: Text,
     ) -> Flood {
         self.counters.requests += 1;
+        let client = self.reachable_reply(reply, local);
+        self.verdict(Verdict::Started(QueryId::new(client, seq)));
         Flood {
             ttl: INITIAL_TTL,
             seq,
-            client: self.reachable_reply(reply, local),
+            client,
             text,
         }
     }
@@ -378,6 +436,7 @@ impl Servent {
             return true;
         }
         self.counters.duplicates += 1;
+        self.verdict(Verdict::Dropped(id, DropReason::Duplicate));
         debug!(
             "query {}:{}#{} dropped: duplicate (from {})",
             id.ip,
@@ -489,6 +548,8 @@ impl Servent {
                     "query {}#{} dropped: topology info with {me} added would be {e}",
                     flood.client, flood.seq
                 );
+                let id = QueryId::new(flood.client, flood.seq);
+                self.verdict(Verdict::Dropped(id, DropReason::InfoTooLong));
                 return;
             }
         };
@@ -526,6 +587,10 @@ impl Servent {
         let Some(ttl) = ttl else {
             debug!("query {client}#{seq}: TTL 0, not forwarded");
             self.counters.ttl_spent += 1;
+            self.verdict(Verdict::Dropped(
+                QueryId::new(client, seq),
+                DropReason::TtlSpent,
+            ));
             return None;
         };
         let targets = self.targets(from);

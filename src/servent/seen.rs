@@ -36,6 +36,13 @@ impl QueryId {
     }
 }
 
+/// `ip:port#seq`, as logs and traces name a query.
+impl std::fmt::Display for QueryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}#{}", self.ip, self.port, self.seq)
+    }
+}
+
 impl Hash for QueryId {
     /// Two words rather than field by field: with [`FoldHashSeeds`] that is two
     /// multiplies.

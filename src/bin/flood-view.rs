@@ -1,0 +1,81 @@
+//! `flood-view TRACE...`: merges the traces of several servents (`servent --trace`)
+//! and draws each query's flood as a tree, or with `--dot` as a Graphviz digraph.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use tp3kv::trace::view::{self, Names};
+
+/// Draws the floods recorded in servent traces: per query (client ip:port#seq), who
+/// got it from whom with which TTL, which copies were dropped as duplicates, who
+/// answered, with times from the query's start.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Trace files written by `servent --trace`.
+    #[arg(required = true)]
+    traces: Vec<PathBuf>,
+    /// Print a Graphviz digraph (`flood-view --dot ... | dot -Tsvg > floods.svg`).
+    #[arg(long)]
+    dot: bool,
+    /// Only this query, as `ip:port#seq`, or only its seq.
+    #[arg(long, value_name = "QUERY")]
+    query: Option<String>,
+    /// Show a servent's address with a short name too: `--name 127.0.0.1:5001=s1`.
+    #[arg(long = "name", value_name = "ADDR=NAME", value_parser = name_pair)]
+    names: Vec<(String, String)>,
+}
+
+fn name_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((address, name)) if !address.is_empty() && !name.is_empty() => {
+            Ok((address.to_string(), name.to_string()))
+        }
+        _ => Err(format!("expected ADDR=NAME, got {text:?}")),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(args) {
+        Ok(drawing) => print!("{drawing}"),
+        Err(e) => {
+            eprintln!("flood-view: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: Args) -> Result<String> {
+    let mut traces = Vec::new();
+    for path in &args.traces {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (events, warning) = view::parse(&text, &path.display().to_string())?;
+        if let Some(warning) = warning {
+            eprintln!("flood-view: warning: {warning}");
+        }
+        traces.push(events);
+    }
+    let mut floods = view::build(&traces);
+    if let Some(wanted) = &args.query {
+        floods.retain(|f| f.query == *wanted || f.query.rsplit('#').next() == Some(wanted));
+        if floods.is_empty() {
+            bail!("no query {wanted} in these traces");
+        }
+    }
+    if floods.is_empty() {
+        eprintln!("flood-view: no queries in these traces");
+    }
+    let mut names = Names::default();
+    for (address, name) in &args.names {
+        names.add(address, name);
+    }
+    Ok(if args.dot {
+        view::render_dot(&floods, &names)
+    } else {
+        view::render_text(&floods, &names)
+    })
+}

@@ -1,0 +1,659 @@
+//! `flood-view`: the traces of several servents merged, and each query's flood drawn
+//! as the tree it took. Pure: text in, text out.
+//!
+//! Who got a copy from whom is found from the connection each event names: the
+//! sender's `sent` event and the receiver's `received` event of one copy show the same
+//! two addresses, swapped. The first copy a servent receives is the one it handles;
+//! later ones are its duplicates.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+
+use super::{Event, EventKind};
+
+/// A trace line that is not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub source: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.source, self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A trace's events. A last line cut short (the servent was killed while writing
+/// it) is skipped, and said so in the returned warning; any other bad line is an error.
+pub fn parse(text: &str, source: &str) -> Result<(Vec<Event>, Option<String>), ParseError> {
+    let mut events = Vec::new();
+    let mut warning = None;
+    let lines: Vec<&str> = text.split('\n').collect();
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => events.push(event),
+            // The text after the last newline: a line still being written.
+            Err(_) if index == lines.len() - 1 => {
+                warning = Some(format!(
+                    "{source}:{}: incomplete last line skipped",
+                    index + 1
+                ));
+            }
+            Err(e) => {
+                return Err(ParseError {
+                    source: source.to_string(),
+                    line: index + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok((events, warning))
+}
+
+/// How one servent took a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub servent: String,
+    pub from: Sender,
+    /// The TTL of the copy it handled (none for a client's request).
+    pub ttl: Option<u16>,
+    pub at_us: u64,
+    /// Values answered, each with what became of it.
+    pub answers: Vec<Answer>,
+    /// Why it went no further, if it was dropped after being handled (`ttl`, ...).
+    pub stopped: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// A client's request: the client's connection.
+    Client(String),
+    Servent(String),
+    /// A connection no trace names the other end of.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub value: String,
+    pub at_us: u64,
+    pub sent_us: Option<u64>,
+    pub lost: Option<String>,
+}
+
+/// A copy that did not make a servent handle the query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub from: Sender,
+    /// The receiver's name, or for a copy not seen arriving, the address it went to.
+    pub to: String,
+    pub ttl: Option<u16>,
+    pub at_us: u64,
+    /// `duplicate`, or why nothing is known of it.
+    pub fate: String,
+}
+
+/// One query's flood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flood {
+    /// `client-ip:port#seq`.
+    pub query: String,
+    /// KEYFLOOD or TOPOFLOOD.
+    pub kind: String,
+    pub key: Option<String>,
+    pub start_us: u64,
+    /// Servents that handled it, in the order they did.
+    pub nodes: Vec<Node>,
+    /// Copies dropped as duplicates, and copies sent that no trace shows arriving.
+    pub copies: Vec<Copy>,
+}
+
+impl Flood {
+    pub fn answers(&self) -> usize {
+        self.nodes.iter().map(|n| n.answers.len()).sum()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.copies.iter().filter(|c| c.fate == "duplicate").count()
+    }
+}
+
+/// Each query's flood, from the traces of any number of servents (in any order),
+/// by the time it started.
+pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
+    let names = servent_names(traces);
+    let name = |event: &Event| names[&event.servent].clone();
+    // Each connection's two ends -> the servent at the first.
+    let mut ends: HashMap<(&str, &str), String> = HashMap::new();
+    for event in traces.iter().flatten() {
+        if let (Some(local), Some(link)) = (&event.local, &event.link) {
+            ends.entry((local.as_str(), link.as_str()))
+                .or_insert_with(|| name(event));
+        }
+    }
+    let sender = |event: &Event| match (&event.local, &event.link) {
+        (Some(local), Some(link)) => match ends.get(&(link.as_str(), local.as_str())) {
+            Some(servent) => Sender::Servent(servent.clone()),
+            None => Sender::Unknown(link.clone()),
+        },
+        _ => Sender::Unknown(event.link.clone().unwrap_or_else(|| "?".into())),
+    };
+
+    // Every query's events, in time order (a trace's own order where times tie).
+    let mut by_query: BTreeMap<&str, Vec<(u64, usize, usize, &Event)>> = BTreeMap::new();
+    for (file, trace) in traces.iter().enumerate() {
+        for (line, event) in trace.iter().enumerate() {
+            if let Some(query) = &event.query {
+                let entry = (event.time_us, file, line, event);
+                by_query.entry(query).or_default().push(entry);
+            }
+        }
+    }
+    let mut floods = Vec::new();
+    for (query, mut events) in by_query {
+        events.sort_unstable_by_key(|&(time, file, line, _)| (time, file, line));
+        let mut flood = Flood {
+            query: query.to_string(),
+            kind: String::new(),
+            key: None,
+            start_us: events[0].0,
+            nodes: Vec::new(),
+            copies: Vec::new(),
+        };
+        // Copies sent, with their connection (sender's end, receiver's end); and the
+        // connections copies were seen arriving on, the same way round. Matched at
+        // the end: with clocks of several hosts, an arrival may seem to come first.
+        let mut sent: Vec<(&str, &str, Copy)> = Vec::new();
+        let mut arrived: HashSet<(&str, &str)> = HashSet::new();
+        // Later copies received, waiting for their verdict: (servent, link, index).
+        let mut later: Vec<(String, Option<String>, usize)> = Vec::new();
+        for &(time, _, _, event) in &events {
+            let servent = name(event);
+            let Some(frame) = &event.frame else {
+                continue;
+            };
+            let node = flood.nodes.iter().position(|n| n.servent == servent);
+            match (event.event, frame.kind.as_str()) {
+                (EventKind::Received, "KEYREQ" | "TOPOREQ") => {
+                    flood.kind = if frame.kind == "KEYREQ" {
+                        "KEYFLOOD".to_string()
+                    } else {
+                        "TOPOFLOOD".to_string()
+                    };
+                    flood.key = frame.key.clone();
+                    let client = event.link.clone().unwrap_or_else(|| "?".into());
+                    flood.nodes.push(Node {
+                        servent,
+                        from: Sender::Client(client),
+                        ttl: None,
+                        at_us: time,
+                        answers: Vec::new(),
+                        stopped: None,
+                    });
+                }
+                (EventKind::Received, kind @ ("KEYFLOOD" | "TOPOFLOOD")) => {
+                    if flood.kind.is_empty() {
+                        flood.kind = kind.to_string();
+                        flood.key = frame.key.clone();
+                    }
+                    if let (Some(local), Some(link)) = (&event.local, &event.link) {
+                        arrived.insert((link, local));
+                    }
+                    let from = sender(event);
+                    if node.is_none() {
+                        flood.nodes.push(Node {
+                            servent,
+                            from,
+                            ttl: frame.ttl,
+                            at_us: time,
+                            answers: Vec::new(),
+                            stopped: None,
+                        });
+                    } else {
+                        later.push((servent.clone(), event.link.clone(), flood.copies.len()));
+                        flood.copies.push(Copy {
+                            from,
+                            to: servent,
+                            ttl: frame.ttl,
+                            at_us: time,
+                            fate: "received again".to_string(),
+                        });
+                    }
+                }
+                (EventKind::Sent, "KEYFLOOD" | "TOPOFLOOD") => {
+                    if let (Some(local), Some(link)) = (&event.local, &event.link) {
+                        let copy = Copy {
+                            from: Sender::Servent(servent),
+                            to: link.clone(),
+                            ttl: frame.ttl,
+                            at_us: time,
+                            fate: "no trace of its arrival".to_string(),
+                        };
+                        sent.push((local, link, copy));
+                    }
+                }
+                (EventKind::Dropped, _) => {
+                    let reason = event.reason.clone().unwrap_or_default();
+                    if reason.starts_with("answer") {
+                        if let Some(answer) = node.and_then(|n| {
+                            let answers = &mut flood.nodes[n].answers;
+                            answers.iter_mut().rev().find(|a| a.lost.is_none())
+                        }) {
+                            answer.lost = Some(reason);
+                        }
+                        continue;
+                    }
+                    // The verdict on the copy this servent received last on that link.
+                    let waiting = later
+                        .iter()
+                        .rposition(|(s, link, _)| *s == servent && *link == event.link);
+                    match waiting {
+                        Some(at) => {
+                            let (_, _, copy) = later.remove(at);
+                            flood.copies[copy].fate = reason;
+                        }
+                        None => {
+                            if let Some(n) = node {
+                                flood.nodes[n].stopped = Some(reason);
+                            }
+                        }
+                    }
+                }
+                (EventKind::Answered, _) => {
+                    if let Some(n) = node {
+                        flood.nodes[n].answers.push(Answer {
+                            value: frame.value.clone().unwrap_or_default(),
+                            at_us: time,
+                            sent_us: None,
+                            lost: None,
+                        });
+                    }
+                }
+                (EventKind::Sent, "RESP") => {
+                    if let Some(answer) = node.and_then(|n| {
+                        let answers = &mut flood.nodes[n].answers;
+                        answers.iter_mut().find(|a| a.sent_us.is_none())
+                    }) {
+                        answer.sent_us = Some(time);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // What was sent and never seen arriving, named by its receiver if known.
+        for (from, to, mut copy) in sent {
+            if arrived.contains(&(from, to)) {
+                continue;
+            }
+            if let Some(servent) = traces
+                .iter()
+                .flatten()
+                .find(|e| e.local.as_deref() == Some(to))
+            {
+                copy.to = name(servent);
+            }
+            flood.copies.push(copy);
+        }
+        flood.copies.sort_by_key(|c| c.at_us);
+        if !flood.nodes.is_empty() || !flood.copies.is_empty() {
+            floods.push(flood);
+        }
+    }
+    floods.sort_by_key(|f| f.start_us);
+    floods
+}
+
+/// Each trace's servent name, as its `servent` field says, except that a servent
+/// listening on all interfaces (0.0.0.0) is named by the address its links show.
+fn servent_names(traces: &[Vec<Event>]) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    for trace in traces {
+        for event in trace {
+            if names.contains_key(&event.servent) {
+                continue;
+            }
+            let named = match event.servent.parse::<SocketAddr>() {
+                Ok(listen) if listen.ip().is_unspecified() => trace
+                    .iter()
+                    .filter_map(|e| e.local.as_deref()?.parse::<SocketAddr>().ok())
+                    .find(|local| local.port() == listen.port() && !local.ip().is_unspecified())
+                    .map(|local| local.to_string()),
+                _ => None,
+            };
+            let name = named.unwrap_or_else(|| event.servent.clone());
+            names.insert(event.servent.clone(), name);
+        }
+    }
+    names
+}
+
+/// Short names for servents (`--name ADDR=NAME`), shown beside their addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Names(HashMap<String, String>);
+
+impl Names {
+    pub fn add(&mut self, address: &str, name: &str) {
+        self.0.insert(address.to_string(), name.to_string());
+    }
+
+    fn show(&self, address: &str) -> String {
+        match self.0.get(address) {
+            Some(name) => format!("{name} ({address})"),
+            None => address.to_string(),
+        }
+    }
+
+    fn show_sender(&self, sender: &Sender) -> String {
+        match sender {
+            Sender::Client(client) => format!("client {client}"),
+            Sender::Servent(servent) => self.show(servent),
+            Sender::Unknown(link) => format!("{link} (no trace)"),
+        }
+    }
+}
+
+fn ms(at_us: u64, start_us: u64) -> String {
+    format!("+{:.3} ms", at_us.saturating_sub(start_us) as f64 / 1000.0)
+}
+
+fn headline(flood: &Flood) -> String {
+    let what = match (&flood.key, flood.kind.as_str()) {
+        (Some(key), _) => format!("key {key:?}"),
+        (None, "TOPOFLOOD") => "topology".to_string(),
+        (None, _) => "?".to_string(),
+    };
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "query {}, {what}: {} reached, {}, {} dropped",
+        flood.query,
+        plural(flood.nodes.len(), "servent", "servents"),
+        plural(flood.answers(), "answer", "answers"),
+        plural(flood.duplicates(), "duplicate", "duplicates"),
+    )
+}
+
+fn describe_node(node: &Node, start_us: u64, names: &Names) -> String {
+    let mut line = names.show(&node.servent);
+    if let Some(ttl) = node.ttl {
+        let _ = write!(line, "  TTL {ttl}");
+    }
+    let _ = write!(line, "  {}", ms(node.at_us, start_us));
+    for answer in &node.answers {
+        let _ = write!(line, "  answered {:?}", answer.value);
+        match (&answer.lost, answer.sent_us) {
+            (Some(lost), _) => {
+                let _ = write!(line, " ({lost})");
+            }
+            (None, Some(sent)) => {
+                let _ = write!(line, " (sent {})", ms(sent, start_us));
+            }
+            (None, None) => {}
+        }
+    }
+    if let Some(stopped) = &node.stopped {
+        let reason = match stopped.as_str() {
+            "ttl" => "TTL spent, not forwarded",
+            other => other,
+        };
+        let _ = write!(line, "  [{reason}]");
+    }
+    line
+}
+
+fn describe_copy(copy: &Copy, start_us: u64, names: &Names) -> String {
+    let mut line = names.show(&copy.to);
+    if let Some(ttl) = copy.ttl {
+        let _ = write!(line, "  TTL {ttl}");
+    }
+    let fate = match copy.fate.as_str() {
+        "duplicate" => "dropped: duplicate",
+        other => other,
+    };
+    let _ = write!(line, "  {}  {fate}", ms(copy.at_us, start_us));
+    line
+}
+
+/// What hangs below a servent in the tree, in time order.
+enum Child<'a> {
+    Node(usize),
+    Copy(&'a Copy),
+}
+
+fn children<'a>(flood: &'a Flood, parent: &Sender) -> Vec<(u64, Child<'a>)> {
+    let mut out: Vec<(u64, Child)> = Vec::new();
+    for (index, node) in flood.nodes.iter().enumerate() {
+        if node.from == *parent {
+            out.push((node.at_us, Child::Node(index)));
+        }
+    }
+    for copy in &flood.copies {
+        if copy.from == *parent {
+            out.push((copy.at_us, Child::Copy(copy)));
+        }
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+/// The floods as indented trees: a line per servent reached, with the TTL it got the
+/// query with, when (from the query's start), what it answered; copies dropped as
+/// duplicates hang under their sender with a dashed branch.
+pub fn render_text(floods: &[Flood], names: &Names) -> String {
+    let mut out = String::new();
+    for (n, flood) in floods.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(&headline(flood));
+        out.push('\n');
+        // Roots: what came from a client, or from no traced servent.
+        let roots: Vec<usize> = (0..flood.nodes.len())
+            .filter(|&i| !matches!(flood.nodes[i].from, Sender::Servent(_)))
+            .collect();
+        let mut drawn = vec![false; flood.nodes.len()];
+        for root in roots {
+            let node = &flood.nodes[root];
+            let _ = writeln!(out, "  {}", names.show_sender(&node.from));
+            draw(flood, root, "  ", true, names, &mut drawn, &mut out);
+        }
+        // Copies whose sender is not in the tree (its trace is missing).
+        for copy in &flood.copies {
+            let sender_drawn = match &copy.from {
+                Sender::Servent(s) => flood.nodes.iter().any(|n| n.servent == *s),
+                _ => false,
+            };
+            if !sender_drawn {
+                let _ = writeln!(
+                    out,
+                    "  {} ╌╌> {}",
+                    names.show_sender(&copy.from),
+                    describe_copy(copy, flood.start_us, names)
+                );
+            }
+        }
+        // Servents that got it from a servent with no node of its own (a loop of
+        // unknowns cannot happen, but the output must never lose a servent).
+        for (index, node) in flood.nodes.iter().enumerate() {
+            if !drawn[index] {
+                let _ = writeln!(out, "  {}", names.show_sender(&node.from));
+                draw(flood, index, "  ", true, names, &mut drawn, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn draw(
+    flood: &Flood,
+    index: usize,
+    prefix: &str,
+    last: bool,
+    names: &Names,
+    drawn: &mut [bool],
+    out: &mut String,
+) {
+    drawn[index] = true;
+    let node = &flood.nodes[index];
+    let branch = if last { "└── " } else { "├── " };
+    let _ = writeln!(
+        out,
+        "{prefix}{branch}{}",
+        describe_node(node, flood.start_us, names)
+    );
+    let inner = format!("{prefix}{}", if last { "    " } else { "│   " });
+    let below = children(flood, &Sender::Servent(node.servent.clone()));
+    let count = below.len();
+    for (i, (_, child)) in below.into_iter().enumerate() {
+        let last = i + 1 == count;
+        match child {
+            Child::Node(child) if !drawn[child] => {
+                draw(flood, child, &inner, last, names, drawn, out)
+            }
+            Child::Node(_) => {}
+            Child::Copy(copy) => {
+                let branch = if last { "└╌╌ " } else { "├╌╌ " };
+                let _ = writeln!(
+                    out,
+                    "{inner}{branch}{}",
+                    describe_copy(copy, flood.start_us, names)
+                );
+            }
+        }
+    }
+}
+
+/// The floods as a Graphviz digraph, one cluster per query: solid edges are the
+/// copies servents handled, dashed red ones the duplicates dropped, dotted grey ones
+/// copies with no trace of their arrival; servents that answered are drawn bold.
+pub fn render_dot(floods: &[Flood], names: &Names) -> String {
+    let mut out = String::from(
+        "digraph floods {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n  \
+         edge [fontname=\"monospace\", fontsize=10];\n",
+    );
+    for (n, flood) in floods.iter().enumerate() {
+        let id = |who: &str| quote(&format!("q{n} {who}"));
+        let _ = writeln!(out, "  subgraph {} {{", quote(&format!("cluster_{n}")));
+        let _ = writeln!(out, "    label={};", quote(&headline(flood)));
+        for node in &flood.nodes {
+            let mut label = format!(
+                "{}\n{}",
+                names.show(&node.servent),
+                ms(node.at_us, flood.start_us)
+            );
+            for answer in &node.answers {
+                let _ = write!(label, "\nanswered {:?}", answer.value);
+                if let Some(lost) = &answer.lost {
+                    let _ = write!(label, " ({lost})");
+                }
+            }
+            if let Some(stopped) = &node.stopped {
+                let _ = write!(label, "\n[{stopped}]");
+            }
+            let style = if node.answers.is_empty() {
+                ""
+            } else {
+                ", style=bold, peripheries=2"
+            };
+            let _ = writeln!(
+                out,
+                "    {} [label={}{style}];",
+                id(&node.servent),
+                quote(&label)
+            );
+            let from = match &node.from {
+                Sender::Client(client) => {
+                    let client_id = id(&format!("client {client}"));
+                    let label = format!("client\n{client}");
+                    let _ = writeln!(
+                        out,
+                        "    {client_id} [shape=ellipse, label={}];",
+                        quote(&label)
+                    );
+                    client_id
+                }
+                Sender::Servent(servent) => id(servent),
+                Sender::Unknown(link) => {
+                    let unknown = id(&format!("unknown {link}"));
+                    let label = format!("{link}\n(no trace)");
+                    let _ = writeln!(
+                        out,
+                        "    {unknown} [shape=plaintext, label={}];",
+                        quote(&label)
+                    );
+                    unknown
+                }
+            };
+            let label = match node.ttl {
+                Some(ttl) => format!("TTL {ttl}"),
+                None => "request".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "    {from} -> {} [label={}];",
+                id(&node.servent),
+                quote(&label)
+            );
+        }
+        for copy in &flood.copies {
+            let from = match &copy.from {
+                Sender::Servent(servent) | Sender::Client(servent) | Sender::Unknown(servent) => {
+                    servent
+                }
+            };
+            let to = if flood.nodes.iter().any(|n| n.servent == copy.to) {
+                id(&copy.to)
+            } else {
+                let other = id(&format!("untraced {}", copy.to));
+                let _ = writeln!(
+                    out,
+                    "    {other} [shape=plaintext, label={}];",
+                    quote(&copy.to)
+                );
+                other
+            };
+            let ttl = copy.ttl.map(|t| format!("TTL {t}\n")).unwrap_or_default();
+            let (style, color) = if copy.fate == "duplicate" {
+                ("dashed", "red")
+            } else {
+                ("dotted", "grey50")
+            };
+            let label = format!("{ttl}{}", copy.fate);
+            let _ = writeln!(
+                out,
+                "    {} -> {to} [label={}, style={style}, color={color}, fontcolor={color}, constraint=false];",
+                id(from),
+                quote(&label)
+            );
+        }
+        out.push_str("  }\n");
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// A Graphviz quoted string: `"` and `\` escaped, newlines as `\n` line breaks.
+fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => {}
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
