@@ -657,3 +657,156 @@ fn quote(text: &str) -> String {
     quoted.push('"');
     quoted
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::FrameFields;
+
+    const Q: &str = "127.0.0.1:6000#7";
+
+    fn flood(ttl: u16) -> FrameFields {
+        FrameFields {
+            kind: "KEYFLOOD".into(),
+            ttl: Some(ttl),
+            seq: Some(7),
+            client: Some("127.0.0.1:6000".into()),
+            key: Some("k\"\\".into()),
+            ..FrameFields::default()
+        }
+    }
+
+    /// An event at `servent` on the connection (`local`, `link`).
+    fn event(time_us: u64, servent: &str, kind: EventKind, local: &str, link: &str) -> Event {
+        Event {
+            time_us,
+            servent: servent.into(),
+            link: Some(link.into()),
+            local: Some(local.into()),
+            query: Some(Q.into()),
+            frame: Some(flood(3)),
+            ..Event::new(kind)
+        }
+    }
+
+    #[test]
+    fn a_copy_is_matched_to_its_sender_by_the_connection_even_if_it_seems_to_arrive_first() {
+        // a (listening on 0.0.0.0:1) sends to b on a's end 10.0.0.1:50000; b's clock is
+        // behind, so its arrival is stamped before the sending.
+        let a = vec![
+            Event {
+                frame: Some(FrameFields {
+                    kind: "KEYREQ".into(),
+                    seq: Some(7),
+                    key: Some("k".into()),
+                    ..FrameFields::default()
+                }),
+                ..event(
+                    100,
+                    "0.0.0.0:1",
+                    EventKind::Received,
+                    "10.0.0.1:1",
+                    "10.0.0.9:777",
+                )
+            },
+            event(
+                110,
+                "0.0.0.0:1",
+                EventKind::Sent,
+                "10.0.0.1:50000",
+                "10.0.0.2:2",
+            ),
+        ];
+        let b = vec![
+            event(
+                105,
+                "10.0.0.2:2",
+                EventKind::Received,
+                "10.0.0.2:2",
+                "10.0.0.1:50000",
+            ),
+            Event {
+                reason: Some("ttl".into()),
+                ..event(
+                    106,
+                    "10.0.0.2:2",
+                    EventKind::Dropped,
+                    "10.0.0.2:2",
+                    "10.0.0.1:50000",
+                )
+            },
+        ];
+        let floods = build(&[b, a]);
+        assert_eq!(floods.len(), 1);
+        let flood = &floods[0];
+        assert_eq!(flood.query, Q);
+        assert_eq!(flood.kind, "KEYFLOOD");
+        assert!(flood.copies.is_empty(), "{:?}", flood.copies);
+        assert_eq!(flood.nodes.len(), 2);
+        assert_eq!(
+            flood.nodes[0].servent, "10.0.0.1:1",
+            "0.0.0.0 named by its links"
+        );
+        assert_eq!(flood.nodes[0].from, Sender::Client("10.0.0.9:777".into()));
+        assert_eq!(flood.nodes[1].from, Sender::Servent("10.0.0.1:1".into()));
+        assert_eq!(flood.nodes[1].stopped.as_deref(), Some("ttl"));
+    }
+
+    #[test]
+    fn without_the_senders_trace_the_tree_starts_at_an_unknown_link() {
+        // Only b's and c's traces: b got the query from an untraced servent, sent it to
+        // c, which got it again from the untraced one and dropped that copy, and to d,
+        // whose trace is missing too.
+        let b = vec![
+            event(10, "b:2", EventKind::Received, "b:2", "x:9"),
+            event(11, "b:2", EventKind::Sent, "b:40000", "c:3"),
+            event(12, "b:2", EventKind::Sent, "b:40001", "d:4"),
+        ];
+        let c = vec![
+            event(20, "c:3", EventKind::Received, "c:3", "b:40000"),
+            event(30, "c:3", EventKind::Received, "c:3", "y:9"),
+            Event {
+                reason: Some("duplicate".into()),
+                ..event(31, "c:3", EventKind::Dropped, "c:3", "y:9")
+            },
+        ];
+        let floods = build(&[b, c]);
+        let flood = &floods[0];
+        assert_eq!(flood.nodes[0].from, Sender::Unknown("x:9".into()));
+        assert_eq!(flood.nodes[1].from, Sender::Servent("b:2".into()));
+        assert_eq!(flood.duplicates(), 1);
+        let text = render_text(&floods, &Names::default());
+        let expected = [
+            "query 127.0.0.1:6000#7, key \"k\\\"\\\\\": 2 servents reached, 0 answers, 1 duplicate dropped",
+            "  x:9 (no trace)",
+            "  └── b:2  TTL 3  +0.000 ms",
+            "      ├╌╌ d:4  TTL 3  +0.002 ms  no trace of its arrival",
+            "      └── c:3  TTL 3  +0.010 ms",
+            "  y:9 (no trace) ╌╌> c:3  TTL 3  +0.020 ms  dropped: duplicate",
+        ];
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
+    }
+
+    #[test]
+    fn dot_quotes_what_the_texts_carry() {
+        assert_eq!(quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        let a = vec![event(1, "a:1", EventKind::Received, "a:1", "z:1")];
+        let dot = render_dot(&build(&[a]), &Names::default());
+        assert!(dot.contains("key \\\"k\\\\\\\"\\\\\\\\\\\""), "{dot}");
+        assert_eq!(dot.matches('{').count(), dot.matches('}').count(), "{dot}");
+    }
+
+    #[test]
+    fn a_cut_last_line_is_skipped_and_any_other_bad_line_is_an_error() {
+        let good = serde_json::to_string(&event(1, "a:1", EventKind::Sent, "a:1", "b:2")).unwrap();
+        let (events, warning) = parse(&format!("{good}\n{good}\n{{\"time"), "t").unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            warning.as_deref(),
+            Some("t:3: incomplete last line skipped")
+        );
+        let error = parse(&format!("{good}\nnot json\n{good}\n"), "t").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.to_string().starts_with("t:2: "), "{error}");
+    }
+}
