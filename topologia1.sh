@@ -97,8 +97,14 @@ expect_answers unknown "? xyzzy: no answer"
 check "? xyzzy: the client says 'no answer received'" \
     grep -q "no answer received" "$WORK/unknown.err"
 
+# The traces tell the same story: flood-view's headline for the rtmp query.
+line=$(flood_view --query "$id" | head -n 1)
+check "flood-view: the rtmp query reached 4 servents, 1 answer, 2 duplicates dropped" \
+    same "$line" "query $id, key \"rtmp\": 4 servents reached, 1 answer, 2 duplicates dropped"
+
 for s in s1 s2 s3 s4; do
     n=$(count ' (WARN|ERROR) ' "$WORK/$s.log")
     check "$s logged no warning or error (got $n)" same "$n" 0
 done
+show_floods
 verdict

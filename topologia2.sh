@@ -87,8 +87,12 @@ check "s6 never received a KEYFLOOD or TOPOFLOOD (got $n)" same "$n" 0
 n=$(count "received KeyFlood\(Flood \{ ttl: 0," "$S5")
 check "s5 received all 3 key queries with TTL 0 (got $n)" same "$n" 3
 
+n=$(flood_view | grep -c "s5 ($(addr s5))  TTL 0 .*\[TTL spent, not forwarded\]$" || true)
+check "flood-view: all 4 queries reached s5 with TTL 0 and stopped there (got $n)" same "$n" 4
+
 for s in s1 s2 s3 s4 s5 s6; do
     n=$(count ' (WARN|ERROR) ' "$WORK/$s.log")
     check "$s logged no warning or error (got $n)" same "$n" 0
 done
+show_floods
 verdict

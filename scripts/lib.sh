@@ -7,8 +7,12 @@
 # temp dir removed, on exit, on Ctrl-C and on TERM (kept, and named, after a FAIL
 # or with KEEP_LOGS=1).
 #
+# Every servent also writes a trace (`--trace`), kept after the run in TRACES
+# (default target/traces/<script name>/), and `show_floods` draws them with flood-view.
+#
 # Environment: TIMEOUT (client --timeout, default 1 s), RUST_LOG (default debug),
-# START_TIMEOUT (seconds to wait for a servent to listen or for links, default 10).
+# START_TIMEOUT (seconds to wait for a servent to listen or for links, default 10),
+# TRACES (where the traces go).
 
 set -euo pipefail
 
@@ -16,6 +20,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SERVENT=$ROOT/target/release/servent
 CLIENT=$ROOT/target/release/client
+FLOOD_VIEW=$ROOT/target/release/flood-view
+TRACES=${TRACES:-$ROOT/target/traces/$(basename "$0" .sh)}
 TIMEOUT=${TIMEOUT:-1}
 START_TIMEOUT=${START_TIMEOUT:-10}
 export RUST_LOG=${RUST_LOG:-debug}
@@ -39,7 +45,10 @@ build() {
     if command -v cargo >/dev/null; then
         cargo build --release --quiet || die "cargo build failed"
     fi
-    [[ -x $SERVENT && -x $CLIENT ]] || die "no binaries in target/release (cargo missing?)"
+    [[ -x $SERVENT && -x $CLIENT && -x $FLOOD_VIEW ]] ||
+        die "no binaries in target/release (cargo missing?)"
+    rm -rf "$TRACES"
+    mkdir -p "$TRACES"
 }
 
 # reserve_port VAR: a free port for a servent that is named as a neighbour before
@@ -72,7 +81,8 @@ start_servent() {
     local name=$1 port=$2 kv=$3 pid line got i
     shift 3
     echo "starting $name on port $port with $kv${*:+, neighbours: $*}"
-    "$SERVENT" "$port" "$kv" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    "$SERVENT" --trace "$TRACES/$name.jsonl" "$port" "$kv" "$@" \
+        >"$WORK/$name.out" 2>"$WORK/$name.log" &
     pid=$!
     PIDS+=("$pid")
     for (( i = 0; i < START_TIMEOUT * 20; i++ )); do
@@ -154,6 +164,26 @@ wait_count() {
         sleep 0.05
     done
     echo "$n"
+}
+
+# flood_view ARGS...: flood-view on every trace of this run, servents named s1, s2...
+flood_view() {
+    local name args=()
+    for name in "${!PORT[@]}"; do args+=(--name "$(addr "$name")=$name"); done
+    "$FLOOD_VIEW" "${args[@]}" "$@" "$TRACES"/*.jsonl
+}
+
+# show_floods: every query of the run drawn from the traces, and where they are kept;
+# floods.dot beside them (and floods.svg, if Graphviz is installed).
+show_floods() {
+    echo
+    echo "floods, as the servents' traces tell them (flood-view $TRACES/*.jsonl):"
+    flood_view | sed 's/^./  &/'
+    flood_view --dot >"$TRACES/floods.dot"
+    if command -v dot >/dev/null; then
+        dot -Tsvg "$TRACES/floods.dot" >"$TRACES/floods.svg" 2>/dev/null || true
+    fi
+    echo "  (traces kept in $TRACES; the same as a Graphviz digraph in floods.dot)"
 }
 
 # Checks: print ok/FAIL lines and remember failures for the verdict.
