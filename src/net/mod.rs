@@ -748,7 +748,7 @@ impl Driver {
                     Some(flood) => {
                         let ttl = self.servent.handle_key_flood(link, flood, now);
                         if self.tracer.is_some() {
-                            self.trace_handled(link, FrameFields::of_key_flood(&flood));
+                            self.trace_key_flood(link, frame);
                         }
                         self.run_actions();
                         if let Some(ttl) = ttl {
@@ -756,14 +756,7 @@ impl Driver {
                         }
                     }
                     _ => match protocol::decode(frame) {
-                        Ok(Some((frame, _))) => {
-                            let traced = self.tracer.is_some().then(|| FrameFields::of(&frame));
-                            self.servent.handle_frame(link, frame, now);
-                            if let Some(fields) = traced {
-                                self.trace_handled(link, fields);
-                            }
-                            self.run_actions();
-                        }
+                        Ok(Some((frame, _))) => self.handle_frame(link, frame, now),
                         // frame_extent has vouched for it; should decode ever disagree,
                         // the stream is treated as corrupt.
                         other => {
@@ -791,6 +784,18 @@ impl Driver {
                 return Some(used);
             }
         }
+    }
+
+    /// The general path: any frame but a neighbour's KEYFLOOD. Out of line, so the fast
+    /// path's loop stays small.
+    #[inline(never)]
+    fn handle_frame(&mut self, link: LinkId, frame: Frame, now: Instant) {
+        let traced = self.tracer.is_some().then(|| FrameFields::of(&frame));
+        self.servent.handle_frame(link, frame, now);
+        if let Some(fields) = traced {
+            self.trace_handled(link, fields);
+        }
+        self.run_actions();
     }
 
     /// Appends one encoded flood to the outbox of every neighbour but `except`,
@@ -828,21 +833,15 @@ impl Driver {
             } else {
                 self.stats.topofloods_out += 1;
             }
-            if self.tracer.is_some() {
-                let sent = protocol::decode(&conn.outbuf[at..]);
-                if let Ok(Some((frame, _))) = sent {
-                    self.trace_frame(target, EventKind::Sent, FrameFields::of(&frame));
-                }
-            }
-            let Some(conn) = self.conns.get_mut(&token) else {
-                continue;
-            };
             if conn.outbuf.len() >= FLUSH_AT {
                 self.flush(token);
             } else if !conn.flush_queued {
                 conn.flush_queued = true;
                 self.to_flush.push(token);
             }
+        }
+        if self.tracer.is_some() {
+            self.trace_sent(&targets, frame, ttl);
         }
         self.flood_targets = targets;
     }
@@ -1269,6 +1268,33 @@ impl Driver {
             frame: Some(frame),
             ..event
         });
+    }
+
+    /// The copies of one flood just queued to `targets` (`ttl`: as rewritten in each).
+    /// Out of line, so the forwarding loop carries no tracing code.
+    #[inline(never)]
+    fn trace_sent(&mut self, targets: &[LinkId], frame: &[u8], ttl: Option<u16>) {
+        let Ok(Some((mut frame, _))) = protocol::decode(frame) else {
+            return;
+        };
+        if let (Some(ttl), Frame::KeyFlood(flood) | Frame::TopoFlood(flood)) = (ttl, &mut frame) {
+            flood.ttl = ttl;
+        }
+        let fields = FrameFields::of(&frame);
+        for &target in targets {
+            // A link the sending itself closed got nothing.
+            if self.servent.link_addresses(target).is_some() {
+                self.trace_frame(target, EventKind::Sent, fields.clone());
+            }
+        }
+    }
+
+    /// [`Driver::trace_handled`] for a KEYFLOOD of the fast path, given its bytes.
+    #[inline(never)]
+    fn trace_key_flood(&mut self, link: LinkId, frame: &[u8]) {
+        if let Some(flood) = KeyFloodRef::parse(frame) {
+            self.trace_handled(link, FrameFields::of_key_flood(&flood));
+        }
     }
 
     /// A frame just handed to the servent on `link`, and what it decided about it: the

@@ -585,12 +585,7 @@ impl Servent {
         seq: u32,
     ) -> Option<u16> {
         let Some(ttl) = ttl else {
-            debug!("query {client}#{seq}: TTL 0, not forwarded");
-            self.counters.ttl_spent += 1;
-            self.verdict(Verdict::Dropped(
-                QueryId::new(client, seq),
-                DropReason::TtlSpent,
-            ));
+            self.ttl_spent(client, seq);
             return None;
         };
         let targets = self.targets(from);
@@ -601,6 +596,17 @@ impl Servent {
         debug!("query {client}#{seq}: forwarding with TTL {ttl} to {targets} neighbour(s)");
         self.counters.floods_forwarded += targets as u64;
         Some(ttl)
+    }
+
+    /// Out of line: the forwarding path stays short.
+    #[cold]
+    fn ttl_spent(&mut self, client: SocketAddrV4, seq: u32) {
+        debug!("query {client}#{seq}: TTL 0, not forwarded");
+        self.counters.ttl_spent += 1;
+        self.verdict(Verdict::Dropped(
+            QueryId::new(client, seq),
+            DropReason::TtlSpent,
+        ));
     }
 
     /// How many neighbours a query from `from` goes on to.
