@@ -4,10 +4,12 @@
 mod common;
 
 use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
+use tp3kv::protocol::{Flood, Frame, Text};
 use tp3kv::trace::{Event, EventKind};
 
 const FLOOD_VIEW: &str = env!("CARGO_BIN_EXE_flood-view");
@@ -334,4 +336,62 @@ fn flood_view_refuses_what_is_not_a_trace() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn protocol_errors_and_lost_answers_are_traced_as_drops() {
+    let dir = TempDir::new("trace-drops");
+    let (s1, t1) = traced(&dir, "s1", "k v\n", &[]);
+    // A reply port nobody listens on: the answer's connect is refused.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut asker = TcpStream::connect(s1.local()).unwrap();
+    let mut request = Vec::new();
+    Frame::Id { port: dead_port }.encode(&mut request);
+    Frame::KeyReq {
+        seq: 42,
+        key: Text::new(b"k").unwrap(),
+    }
+    .encode(&mut request);
+    asker.write_all(&request).unwrap();
+    // A client that floods, and one that sends an unknown type.
+    let mut flooder = TcpStream::connect(s1.local()).unwrap();
+    flooder.write_all(&[0x00, 0x04, 0x9c, 0x40]).unwrap();
+    let mut flood = Vec::new();
+    Frame::KeyFlood(Flood {
+        ttl: 3,
+        seq: 1,
+        client: "127.0.0.1:1".parse().unwrap(),
+        text: Text::new(b"k").unwrap(),
+    })
+    .encode(&mut flood);
+    flooder.write_all(&flood).unwrap();
+    let mut garbage = TcpStream::connect(s1.local()).unwrap();
+    garbage.write_all(&[0x00, 0x63, 0, 0]).unwrap();
+
+    let reasons = || -> Vec<String> {
+        events(&t1)
+            .into_iter()
+            .filter(|e| e.event == EventKind::Dropped)
+            .filter_map(|e| e.reason)
+            .collect()
+    };
+    wait_for("three drops traced", || reasons().len() >= 3);
+    let reasons = reasons();
+    let has = |start: &str| reasons.iter().any(|r| r.starts_with(start));
+    assert!(has("answer lost: "), "{reasons:?}");
+    assert!(
+        has("protocol error: KEYFLOOD is not allowed from a client"),
+        "{reasons:?}"
+    );
+    assert!(has("protocol error: unknown frame type 99"), "{reasons:?}");
+
+    // flood-view shows the answer that never arrived beside the servent that sent it.
+    let (tree, _) = flood_view(&[t1.display().to_string()]);
+    let line = tree
+        .lines()
+        .find(|l| l.contains("answered \"v\""))
+        .expect("the answer in the tree");
+    assert!(line.contains("(answer lost: "), "{tree}");
 }
