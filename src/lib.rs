@@ -11,6 +11,8 @@
 //!   in, [`servent::Action`]s out, time as a parameter.
 //! - [`net`]: the `mio` loop that drives a servent over real sockets.
 //! - [`client`]: REPL commands and the answer window (pure), and the client's I/O.
+//! - [`trace`]: `servent --trace` events (JSON Lines), and `flood-view`'s drawing of
+//!   each query's flood from them. Pure but for the file writer.
 //! - [`hashing`]: cheap hashing for the maps on the forwarding path.
 
 pub mod client;
