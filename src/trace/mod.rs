@@ -185,6 +185,9 @@ impl Event {
 /// a branch per frame and nothing else.
 pub struct Tracer {
     out: Box<dyn Write + Send>,
+    /// One event's line, serialised whole before it goes out: one call on `out` per
+    /// event rather than one per JSON token.
+    line: Vec<u8>,
     servent: String,
     /// Events written since the last flush.
     unflushed: bool,
@@ -194,12 +197,16 @@ impl Tracer {
     /// Creates (truncates) the trace file at `path`, for the servent named `servent`.
     pub fn create(path: &Path, servent: String) -> io::Result<Tracer> {
         let file = File::create(path)?;
-        Ok(Tracer::to_writer(BufWriter::new(file), servent))
+        Ok(Tracer::to_writer(
+            BufWriter::with_capacity(64 * 1024, file),
+            servent,
+        ))
     }
 
     pub fn to_writer(out: impl Write + Send + 'static, servent: String) -> Tracer {
         Tracer {
             out: Box::new(out),
+            line: Vec::with_capacity(512),
             servent,
             unflushed: false,
         }
@@ -211,9 +218,13 @@ impl Tracer {
     pub fn record(&mut self, mut event: Event) -> bool {
         event.time_us = now_us();
         event.servent.clone_from(&self.servent);
-        let written = serde_json::to_writer(&mut self.out, &event)
+        self.line.clear();
+        let written = serde_json::to_writer(&mut self.line, &event)
             .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+            .and_then(|()| {
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)
+            });
         self.unflushed = true;
         self.check(written)
     }
