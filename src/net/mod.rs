@@ -918,10 +918,10 @@ impl Driver {
             Ok(()) if pending > self.options.outbox_limit => {
                 self.stats.slow_peers_dropped += 1;
                 let reason = format!(
-                    "slow peer: {pending} bytes waiting, over the limit of {}",
+                    "peer is not reading: {pending} bytes waiting, over the limit of {}",
                     self.options.outbox_limit
                 );
-                self.trace_drop(link_of(token), &reason);
+                self.trace_drop(link_of(token), &format!("slow peer: {reason}"));
                 self.close(token, &reason)
             }
             Ok(()) => {}
