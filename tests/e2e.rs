@@ -541,8 +541,12 @@ fn sigusr1_logs_the_counters() {
         line
     };
     let lines: Vec<String> = nodes.iter().map(counters).collect();
+    // s1 gets a KEYFLOOD back only if s3 took s4's copy before s1's (see above).
+    let s1_counts = |echoes: u32| {
+        format!("in ID 1, KEYREQ 1, TOPOREQ 0, KEYFLOOD {echoes}, TOPOFLOOD 0, RESP 0; out KEYFLOOD 2, TOPOFLOOD 0, RESP 0")
+    };
     assert!(
-        lines[0].contains("in ID 1, KEYREQ 1, TOPOREQ 0, KEYFLOOD 0, TOPOFLOOD 0, RESP 0; out KEYFLOOD 2, TOPOFLOOD 0, RESP 0"),
+        lines[0].contains(&s1_counts(0)) || lines[0].contains(&s1_counts(1)),
         "{}",
         lines[0]
     );
@@ -599,8 +603,14 @@ fn client_tree_draws_the_topology() {
         format!("└── {second}"),
         format!("    └── {s4}"),
     ];
+    // Legal under load: s1>s2>s4>s3 beats s1>s3, and the tree is a chain.
+    let chain = [
+        format!("└── {first}"),
+        format!("    └── {s4}"),
+        format!("        └── {second}"),
+    ];
     assert!(
-        tree[1..] == s4_under_first || tree[1..] == s4_under_second,
+        tree[1..] == s4_under_first || tree[1..] == s4_under_second || tree[1..] == chain,
         "{run:?}"
     );
 }

@@ -157,8 +157,14 @@ fn the_diamonds_duplicate_drop_is_in_the_trace_and_in_the_flood_view() {
             .filter(|l| l.contains(&format!("── {name} {number}  TTL {ttl}  +")))
             .count()
     };
-    assert_eq!(handled_by("s2", &n2, 3), 1, "{tree}");
-    assert_eq!(handled_by("s3", &n3, 3), 1, "{tree}");
+    let (h2, h3) = (handled_by("s2", &n2, 3), handled_by("s3", &n3, 3));
+    if received.len() == 2 {
+        assert_eq!((h2, h3), (1, 1), "{tree}");
+    } else {
+        // The chain s1>X>s4>Y: Y handled the copy s4 sent it, with TTL 1.
+        let late = handled_by("s2", &n2, 1) + handled_by("s3", &n3, 1);
+        assert_eq!((h2 + h3, late), (1, 1), "{tree}");
+    }
     let s4_line = lines
         .iter()
         .find(|l| l.contains(&format!("── s4 {n4}")))
