@@ -1,12 +1,15 @@
 //! `flood-view TRACE...`: merges the traces of several servents (`servent --trace`)
 //! and draws each query's flood as a tree, or with `--dot` as a Graphviz digraph.
 
+use std::fs::File;
+use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use tp3kv::trace::view::{self, Names};
+use tp3kv::trace::Event;
 
 /// Draws the floods recorded in servent traces: per query (client ip:port#seq), who
 /// got it from whom with which TTL, which copies were dropped as duplicates, who
@@ -48,12 +51,22 @@ fn main() {
     }
 }
 
+/// Whether `query` (`ip:port#seq`) is the one asked for: named whole, or by its seq.
+fn is_wanted(query: &str, wanted: &str) -> bool {
+    query == wanted || query.rsplit('#').next() == Some(wanted)
+}
+
 fn run(args: Args) -> Result<String> {
+    // Events of other queries are dropped as they are read: a long trace, one query.
+    let keep = |event: &Event| match (&args.query, &event.query) {
+        (Some(wanted), Some(query)) => is_wanted(query, wanted),
+        _ => true,
+    };
     let mut traces = Vec::new();
     for path in &args.traces {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let (events, warning) = view::parse(&text, &path.display().to_string())?;
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (events, warning) =
+            view::parse(BufReader::new(file), &path.display().to_string(), keep)?;
         if let Some(warning) = warning {
             eprintln!("flood-view: warning: {warning}");
         }
@@ -61,7 +74,7 @@ fn run(args: Args) -> Result<String> {
     }
     let mut floods = view::build(&traces);
     if let Some(wanted) = &args.query {
-        floods.retain(|f| f.query == *wanted || f.query.rsplit('#').next() == Some(wanted));
+        floods.retain(|f| is_wanted(&f.query, wanted));
         if floods.is_empty() {
             bail!("no query {wanted} in these traces");
         }

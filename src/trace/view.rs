@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Write as _};
+use std::io::BufRead;
 use std::net::SocketAddr;
 
 use super::{Event, EventKind};
@@ -28,35 +29,43 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// A trace's events. A last line cut short (the servent was killed while writing
-/// it) is skipped, and said so in the returned warning; any other bad line is an error.
-pub fn parse(text: &str, source: &str) -> Result<(Vec<Event>, Option<String>), ParseError> {
+/// A trace's events that `keep` wants, read a line at a time. A last line cut short
+/// (the servent was killed while writing it) is skipped, and said so in the returned
+/// warning; any other bad line, or a read error, is an error.
+pub fn parse(
+    mut reader: impl BufRead,
+    source: &str,
+    keep: impl Fn(&Event) -> bool,
+) -> Result<(Vec<Event>, Option<String>), ParseError> {
     let mut events = Vec::new();
-    let mut warning = None;
-    let lines: Vec<&str> = text.split('\n').collect();
-    for (index, line) in lines.iter().enumerate() {
+    let mut line = String::new();
+    for number in 1.. {
+        let error = |message: String| ParseError {
+            source: source.to_string(),
+            line: number,
+            message,
+        };
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(error(e.to_string())),
+        }
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Event>(line) {
-            Ok(event) => events.push(event),
-            // The text after the last newline: a line still being written.
-            Err(_) if index == lines.len() - 1 => {
-                warning = Some(format!(
-                    "{source}:{}: incomplete last line skipped",
-                    index + 1
-                ));
+        match serde_json::from_str::<Event>(&line) {
+            Ok(event) if keep(&event) => events.push(event),
+            Ok(_) => {}
+            // No newline after it: a line still being written.
+            Err(_) if !line.ends_with('\n') => {
+                let warning = format!("{source}:{number}: incomplete last line skipped");
+                return Ok((events, Some(warning)));
             }
-            Err(e) => {
-                return Err(ParseError {
-                    source: source.to_string(),
-                    line: index + 1,
-                    message: e.to_string(),
-                })
-            }
+            Err(e) => return Err(error(e.to_string())),
         }
     }
-    Ok((events, warning))
+    Ok((events, None))
 }
 
 /// How one servent took a query.
@@ -134,10 +143,13 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
     let name = |event: &Event| names[&event.servent].clone();
     // Each connection's two ends -> the servent at the first.
     let mut ends: HashMap<(&str, &str), String> = HashMap::new();
+    // Each local address -> the servent it belongs to (a listening address names it).
+    let mut owners: HashMap<&str, String> = HashMap::new();
     for event in traces.iter().flatten() {
         if let (Some(local), Some(link)) = (&event.local, &event.link) {
             ends.entry((local.as_str(), link.as_str()))
                 .or_insert_with(|| name(event));
+            owners.entry(local.as_str()).or_insert_with(|| name(event));
         }
     }
     let sender = |event: &Event| match (&event.local, &event.link) {
@@ -294,12 +306,8 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
             if arrived.contains(&(from, to)) {
                 continue;
             }
-            if let Some(servent) = traces
-                .iter()
-                .flatten()
-                .find(|e| e.local.as_deref() == Some(to))
-            {
-                copy.to = name(servent);
+            if let Some(owner) = owners.get(to) {
+                copy.to = owner.clone();
             }
             flood.copies.push(copy);
         }
@@ -799,13 +807,21 @@ mod tests {
     #[test]
     fn a_cut_last_line_is_skipped_and_any_other_bad_line_is_an_error() {
         let good = serde_json::to_string(&event(1, "a:1", EventKind::Sent, "a:1", "b:2")).unwrap();
-        let (events, warning) = parse(&format!("{good}\n{good}\n{{\"time"), "t").unwrap();
+        let (events, warning) = parse(format!("{good}\n{good}\n{{\"time").as_bytes(), "t", |_| {
+            true
+        })
+        .unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(
             warning.as_deref(),
             Some("t:3: incomplete last line skipped")
         );
-        let error = parse(&format!("{good}\nnot json\n{good}\n"), "t").unwrap_err();
+        let error = parse(
+            format!("{good}\nnot json\n{good}\n").as_bytes(),
+            "t",
+            |_| true,
+        )
+        .unwrap_err();
         assert_eq!(error.line, 2);
         assert!(error.to_string().starts_with("t:2: "), "{error}");
     }
