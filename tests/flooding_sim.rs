@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use sim::{addr_of, flood_seq, flood_ttl, Lcg, Network, NodeId};
 use tp3kv::protocol::{Flood, Frame, Text};
+use tp3kv::servent::{DropReason, QueryId, Verdict};
 
 /// Node 3 of a diamond 0–{1,2}–3 holds `far`; everyone holds `all`.
 fn diamond() -> Network {
@@ -419,4 +420,53 @@ fn advertise_overrides_every_address() {
     };
     assert_eq!(to, SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 7000));
     assert_eq!(value.to_lossy(), "203.0.113.7:5000");
+}
+
+/// Every verdict each node reported, in order.
+fn verdicts(net: &mut Network) -> Vec<Vec<Verdict>> {
+    net.nodes
+        .iter_mut()
+        .map(|node| std::iter::from_fn(|| node.poll_verdict()).collect())
+        .collect()
+}
+
+#[test]
+fn verdicts_say_where_a_query_started_and_why_it_went_no_further() {
+    let mut net = diamond();
+    let client = net.attach_client(0, 7000);
+    net.lookup(client, 1, "far");
+    assert!(
+        verdicts(&mut net).iter().all(Vec::is_empty),
+        "none unless asked for"
+    );
+
+    for node in &mut net.nodes {
+        node.report_verdicts();
+    }
+    net.lookup(client, 2, "far");
+    let query = QueryId::new(SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 7000), 2);
+    let got = verdicts(&mut net);
+    assert_eq!(got[0].first(), Some(&Verdict::Started(query)), "{got:?}");
+    let duplicates = got
+        .iter()
+        .flatten()
+        .filter(|v| **v == Verdict::Dropped(query, DropReason::Duplicate))
+        .count();
+    assert_eq!(duplicates, 2, "{got:?}");
+    assert_eq!(got.iter().flatten().count(), 3, "{got:?}");
+
+    let mut net = line_of_6();
+    for node in &mut net.nodes {
+        node.report_verdicts();
+    }
+    let client = net.attach_client(0, 7000);
+    net.topology(client, 3);
+    let query = QueryId::new(SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 7000), 3);
+    let got = verdicts(&mut net);
+    assert_eq!(got[0], [Verdict::Started(query)]);
+    for node in 1..4 {
+        assert!(got[node].is_empty(), "node {node}: {got:?}");
+    }
+    assert_eq!(got[4], [Verdict::Dropped(query, DropReason::TtlSpent)]);
+    assert!(got[5].is_empty(), "{got:?}");
 }
