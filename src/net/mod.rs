@@ -862,7 +862,7 @@ impl Driver {
                         let fields = FrameFields::of(&frame);
                         self.record(TraceEvent {
                             link: Some(to.to_string()),
-                            query: fields.seq.map(|seq| QueryId::new(to, seq).to_string()),
+                            query: fields.answer_query(to),
                             frame: Some(fields),
                             ..TraceEvent::new(EventKind::Answered)
                         });
@@ -1148,10 +1148,7 @@ impl Driver {
             // The RESP as the trace will name it once sent (whole only before the first
             // write; a RESP written in pieces is traced without its fields).
             let traced = match self.tracer {
-                Some(_) => match protocol::decode(&conn.outbuf) {
-                    Ok(Some((frame, _))) => Some(FrameFields::of(&frame)),
-                    _ => None,
-                },
+                Some(_) => FrameFields::decode(&conn.outbuf),
                 None => None,
             };
             // No separate check that the connect is done (two syscalls): the write
@@ -1223,13 +1220,8 @@ impl Driver {
         self.lost_log
             .warn(Instant::now(), format_args!("answer to {to} {what}"));
         if self.tracer.is_some() {
-            let fields = match protocol::decode(resp) {
-                Ok(Some((frame, _))) => Some(FrameFields::of(&frame)),
-                _ => None,
-            };
-            let query = fields
-                .as_ref()
-                .and_then(|f| Some(QueryId::new(to, f.seq?).to_string()));
+            let fields = FrameFields::decode(resp);
+            let query = fields.as_ref().and_then(|f| f.answer_query(to));
             self.record(TraceEvent {
                 link: Some(to.to_string()),
                 query,
@@ -1257,12 +1249,18 @@ impl Driver {
         }
     }
 
-    /// An event about a frame on `link`, with the link's two ends.
-    fn trace_frame(&mut self, link: LinkId, kind: EventKind, frame: FrameFields) {
-        let mut event = TraceEvent::new(kind);
-        if let Some((local, peer)) = self.servent.link_addresses(link) {
-            event = event.on(local, peer);
+    /// An event on `link`, with the link's two ends (while the servent knows them).
+    fn link_event(&self, link: LinkId, kind: EventKind) -> TraceEvent {
+        let event = TraceEvent::new(kind);
+        match self.servent.link_addresses(link) {
+            Some((local, peer)) => event.on(local, peer),
+            None => event,
         }
+    }
+
+    /// An event about a frame on `link`.
+    fn trace_frame(&mut self, link: LinkId, kind: EventKind, frame: FrameFields) {
+        let event = self.link_event(link, kind);
         self.record(TraceEvent {
             query: frame.flood_query(),
             frame: Some(frame),
@@ -1300,10 +1298,7 @@ impl Driver {
     /// A frame just handed to the servent on `link`, and what it decided about it: the
     /// query a client's request became, and why a query went no further.
     fn trace_handled(&mut self, link: LinkId, frame: FrameFields) {
-        let mut received = TraceEvent::new(EventKind::Received);
-        if let Some((local, peer)) = self.servent.link_addresses(link) {
-            received = received.on(local, peer);
-        }
+        let mut received = self.link_event(link, EventKind::Received);
         received.query = frame.flood_query();
         received.frame = Some(frame);
         let mut dropped = Vec::new();
@@ -1329,11 +1324,10 @@ impl Driver {
         if self.tracer.is_none() {
             return;
         }
-        let mut event = TraceEvent::new(EventKind::Dropped);
-        if let Some((local, peer)) = self.servent.link_addresses(link) {
-            event = event.on(local, peer);
-        }
-        event.reason = Some(reason.to_string());
+        let event = TraceEvent {
+            reason: Some(reason.to_string()),
+            ..self.link_event(link, EventKind::Dropped)
+        };
         self.record(event);
     }
 
@@ -1347,9 +1341,7 @@ impl Driver {
             Ok(local) => event = event.on(sys::unmap(local), SocketAddr::V4(to)),
             Err(_) => event.link = Some(to.to_string()),
         }
-        event.query = frame
-            .as_ref()
-            .and_then(|f| Some(QueryId::new(to, f.seq?).to_string()));
+        event.query = frame.as_ref().and_then(|f| f.answer_query(to));
         event.frame = frame;
         self.record(event);
     }

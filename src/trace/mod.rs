@@ -19,7 +19,7 @@ pub mod view;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,7 +27,6 @@ use log::error;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Frame, KeyFloodRef};
-#[cfg(doc)]
 use crate::servent::QueryId;
 
 /// One thing a servent did with a frame.
@@ -139,6 +138,19 @@ impl FrameFields {
             key: Some(String::from_utf8_lossy(flood.key).into_owned()),
             ..FrameFields::default()
         }
+    }
+
+    /// The fields of the whole frame `bytes` starts with, if it does.
+    pub fn decode(bytes: &[u8]) -> Option<FrameFields> {
+        match crate::protocol::decode(bytes) {
+            Ok(Some((frame, _))) => Some(FrameFields::of(&frame)),
+            _ => None,
+        }
+    }
+
+    /// The query an answer (this RESP, to the reply address `to`) belongs to.
+    pub fn answer_query(&self, to: SocketAddrV4) -> Option<String> {
+        Some(QueryId::new(to, self.seq?).to_string())
     }
 
     /// The query a flood belongs to, named as [`QueryId`] shows it.
@@ -263,7 +275,6 @@ fn now_us() -> u64 {
 mod tests {
     use super::*;
     use crate::protocol::{Flood, Text};
-    use crate::servent::QueryId;
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

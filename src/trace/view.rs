@@ -82,6 +82,19 @@ pub struct Node {
     pub stopped: Option<String>,
 }
 
+impl Node {
+    fn new(servent: String, from: Sender, ttl: Option<u16>, at_us: u64) -> Node {
+        Node {
+            servent,
+            from,
+            ttl,
+            at_us,
+            answers: Vec::new(),
+            stopped: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sender {
     /// A client's request: the client's connection.
@@ -203,14 +216,9 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
                     };
                     flood.key = frame.key.clone();
                     let client = event.link.clone().unwrap_or_else(|| "?".into());
-                    flood.nodes.push(Node {
-                        servent,
-                        from: Sender::Client(client),
-                        ttl: None,
-                        at_us: time,
-                        answers: Vec::new(),
-                        stopped: None,
-                    });
+                    flood
+                        .nodes
+                        .push(Node::new(servent, Sender::Client(client), None, time));
                 }
                 (EventKind::Received, kind @ ("KEYFLOOD" | "TOPOFLOOD")) => {
                     if flood.kind.is_empty() {
@@ -222,14 +230,7 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
                     }
                     let from = sender(event);
                     if node.is_none() {
-                        flood.nodes.push(Node {
-                            servent,
-                            from,
-                            ttl: frame.ttl,
-                            at_us: time,
-                            answers: Vec::new(),
-                            stopped: None,
-                        });
+                        flood.nodes.push(Node::new(servent, from, frame.ttl, time));
                     } else {
                         later.push((servent.clone(), event.link.clone(), flood.copies.len()));
                         flood.copies.push(Copy {
