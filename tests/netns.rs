@@ -109,11 +109,17 @@ impl Net {
     /// Starts host `k`'s servent on port 5000 with `store`, naming `neighbours`
     /// (host numbers), and waits for it to listen.
     fn start(&mut self, k: usize, store: &str, neighbours: &[usize]) {
+        self.start_with(k, store, neighbours, &[]);
+    }
+
+    /// As [`Net::start`], with `extra` flags before the positional arguments.
+    fn start_with(&mut self, k: usize, store: &str, neighbours: &[usize], extra: &[&str]) {
         let file = self.dir.file(&format!("h{k}.kv"), store);
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.ns(k), SERVENT])
             .env("RUST_LOG", "debug")
+            .args(extra)
             .arg(PORT.to_string())
             .arg(&file)
             .args(neighbours.iter().map(|&n| host_addr(n)));
@@ -300,4 +306,58 @@ fn killed_servent_restarted_on_same_port_is_redialled() {
         "{run:?}\n{}",
         net.logs()
     );
+}
+
+/// flood-view follows a query over three hosts, each servent named by the address the
+/// other hosts reach it at (every one listens on 0.0.0.0:5000; the client is on h1's
+/// loopback), with the TTL each hop got.
+#[test]
+fn flood_view_follows_a_query_across_hosts() {
+    let mut net = Net::new(3);
+    let traces: Vec<String> = (1..=3)
+        .map(|k| net.dir.0.join(format!("h{k}.jsonl")).display().to_string())
+        .collect();
+    net.start_with(1, "", &[2], &["--trace", &traces[0]]);
+    net.start_with(2, "", &[3], &["--trace", &traces[1]]);
+    net.start_with(3, "k3 value\n", &[], &["--trace", &traces[2]]);
+    net.wait_links(1, 1);
+    net.wait_links(2, 2);
+    net.wait_links(3, 1);
+    let run = net.client(1, "127.0.0.1:5000", "? k3\n");
+    assert_eq!(run.lines(), ["value 10.77.0.3:5000"], "{run:?}");
+    wait_for("h3 to trace its answer", || {
+        std::fs::read_to_string(&traces[2]).is_ok_and(|t| t.contains("\"answered\""))
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_flood-view"))
+        .args(&traces)
+        .output()
+        .unwrap();
+    let tree = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines.len(), 5, "{tree}");
+    // The loopback client's queries are named by h1's reachable address.
+    assert!(lines[0].starts_with("query 10.77.0.1:"), "{tree}");
+    assert!(
+        lines[0].ends_with(", key \"k3\": 3 servents reached, 1 answer, 0 duplicates dropped"),
+        "{tree}"
+    );
+    assert!(lines[1].starts_with("  client 127.0.0.1:"), "{tree}");
+    assert!(
+        lines[2].starts_with("  └── 10.77.0.1:5000  +0.000 ms"),
+        "{tree}"
+    );
+    assert!(
+        lines[3].starts_with("      └── 10.77.0.2:5000  TTL 3  +"),
+        "{tree}"
+    );
+    assert!(
+        lines[4].starts_with("          └── 10.77.0.3:5000  TTL 2  +"),
+        "{tree}"
+    );
+    assert!(lines[4].contains("answered \"value\" (sent +"), "{tree}");
 }

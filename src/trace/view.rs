@@ -153,16 +153,20 @@ impl Flood {
 /// by the time it started.
 pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
     let names = servent_names(traces);
-    let name = |event: &Event| names[&event.servent].clone();
+    let name = |file: usize, event: &Event| names[&(file, event.servent.as_str())].clone();
     // Each connection's two ends -> the servent at the first.
     let mut ends: HashMap<(&str, &str), String> = HashMap::new();
     // Each local address -> the servent it belongs to (a listening address names it).
     let mut owners: HashMap<&str, String> = HashMap::new();
-    for event in traces.iter().flatten() {
-        if let (Some(local), Some(link)) = (&event.local, &event.link) {
-            ends.entry((local.as_str(), link.as_str()))
-                .or_insert_with(|| name(event));
-            owners.entry(local.as_str()).or_insert_with(|| name(event));
+    for (file, trace) in traces.iter().enumerate() {
+        for event in trace {
+            if let (Some(local), Some(link)) = (&event.local, &event.link) {
+                ends.entry((local.as_str(), link.as_str()))
+                    .or_insert_with(|| name(file, event));
+                owners
+                    .entry(local.as_str())
+                    .or_insert_with(|| name(file, event));
+            }
         }
     }
     let sender = |event: &Event| match (&event.local, &event.link) {
@@ -201,8 +205,8 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
         let mut arrived: HashSet<(&str, &str)> = HashSet::new();
         // Later copies received, waiting for their verdict: (servent, link, index).
         let mut later: Vec<(String, Option<String>, usize)> = Vec::new();
-        for &(time, _, _, event) in &events {
-            let servent = name(event);
+        for &(time, file, _, event) in &events {
+            let servent = name(file, event);
             let Some(frame) = &event.frame else {
                 continue;
             };
@@ -321,25 +325,33 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
     floods
 }
 
-/// Each trace's servent name, as its `servent` field says, except that a servent
-/// listening on all interfaces (0.0.0.0) is named by the address its links show.
-fn servent_names(traces: &[Vec<Event>]) -> HashMap<String, String> {
+/// The name of each servent of each trace (by trace index and `servent` field): the
+/// field itself, except that a servent listening on all interfaces (0.0.0.0) is named
+/// by an address of its links with its listening port, as the servent itself names
+/// itself in topology answers: one other hosts reach rather than loopback, if it has
+/// one. Keyed by trace too: every servent of a multi-host run may be `0.0.0.0:5000`.
+fn servent_names(traces: &[Vec<Event>]) -> HashMap<(usize, &str), String> {
     let mut names = HashMap::new();
-    for trace in traces {
+    for (file, trace) in traces.iter().enumerate() {
         for event in trace {
-            if names.contains_key(&event.servent) {
+            let key = (file, event.servent.as_str());
+            if names.contains_key(&key) {
                 continue;
             }
             let named = match event.servent.parse::<SocketAddr>() {
-                Ok(listen) if listen.ip().is_unspecified() => trace
-                    .iter()
-                    .filter_map(|e| e.local.as_deref()?.parse::<SocketAddr>().ok())
-                    .find(|local| local.port() == listen.port() && !local.ip().is_unspecified())
-                    .map(|local| local.to_string()),
+                Ok(listen) if listen.ip().is_unspecified() => {
+                    let ips = trace
+                        .iter()
+                        .filter(|e| e.servent == event.servent)
+                        .filter_map(|e| e.local.as_deref()?.parse::<SocketAddr>().ok())
+                        .map(|local| local.ip())
+                        .filter(|ip| !ip.is_unspecified());
+                    ips.min_by_key(|ip| ip.is_loopback())
+                        .map(|ip| SocketAddr::new(ip, listen.port()).to_string())
+                }
                 _ => None,
             };
-            let name = named.unwrap_or_else(|| event.servent.clone());
-            names.insert(event.servent.clone(), name);
+            names.insert(key, named.unwrap_or_else(|| event.servent.clone()));
         }
     }
     names
@@ -794,6 +806,46 @@ mod tests {
             "  y:9 (no trace) ╌╌> c:3  TTL 3  +0.020 ms  dropped: duplicate",
         ];
         assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
+    }
+
+    #[test]
+    fn servents_on_all_interfaces_are_told_apart_by_their_links() {
+        // Two hosts' servents, both 0.0.0.0:5000; h1's client is on its loopback.
+        let h1 = vec![
+            Event {
+                frame: Some(FrameFields {
+                    kind: "KEYREQ".into(),
+                    seq: Some(7),
+                    ..FrameFields::default()
+                }),
+                ..event(
+                    1,
+                    "0.0.0.0:5000",
+                    EventKind::Received,
+                    "127.0.0.1:5000",
+                    "127.0.0.1:9",
+                )
+            },
+            event(
+                2,
+                "0.0.0.0:5000",
+                EventKind::Sent,
+                "10.0.0.1:40000",
+                "10.0.0.2:5000",
+            ),
+        ];
+        let h2 = vec![event(
+            3,
+            "0.0.0.0:5000",
+            EventKind::Received,
+            "10.0.0.2:5000",
+            "10.0.0.1:40000",
+        )];
+        let flood = &build(&[h1, h2])[0];
+        let servents: Vec<&str> = flood.nodes.iter().map(|n| n.servent.as_str()).collect();
+        assert_eq!(servents, ["10.0.0.1:5000", "10.0.0.2:5000"]);
+        assert_eq!(flood.nodes[1].from, Sender::Servent("10.0.0.1:5000".into()));
+        assert!(flood.copies.is_empty());
     }
 
     #[test]
