@@ -401,3 +401,30 @@ fn protocol_errors_and_lost_answers_are_traced_as_drops() {
         .expect("the answer in the tree");
     assert!(line.contains("(answer lost: "), "{tree}");
 }
+
+#[test]
+fn servents_may_share_one_trace_file() {
+    let dir = TempDir::new("trace-shared");
+    let shared = dir.0.join("all.jsonl");
+    let flag = ["--trace", shared.to_str().unwrap()];
+    let s2 = servent_with(&dir, "s2", "k v2\n", &[], &flag);
+    let s1 = servent_with(&dir, "s1", "", &[&s2], &flag);
+    wait_links(&s1, 1);
+    let run = client(&s1, "? k\n? k\n");
+    assert_eq!(run.lines().len(), 2, "{run:?}");
+    wait_for("both answers traced", || {
+        events(&shared)
+            .iter()
+            .filter(|e| e.event == EventKind::Answered)
+            .count()
+            == 2
+    });
+    // Every line whole (flood-view refuses a torn one), both queries drawn.
+    let (tree, warnings) = flood_view(&[shared.display().to_string()]);
+    assert!(warnings.is_empty(), "{warnings}");
+    let reached = tree
+        .lines()
+        .filter(|l| l.ends_with("2 servents reached, 1 answer, 0 duplicates dropped"))
+        .count();
+    assert_eq!(reached, 2, "{tree}");
+}

@@ -17,7 +17,7 @@
 
 pub mod view;
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
@@ -206,9 +206,11 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Creates (truncates) the trace file at `path`, for the servent named `servent`.
+    /// Opens the trace file at `path` for the servent named `servent`, appending: an
+    /// earlier trace is kept, and several servents may share one file (the buffer goes
+    /// out as runs of whole lines, and appends never overwrite each other).
     pub fn create(path: &Path, servent: String) -> io::Result<Tracer> {
-        let file = File::create(path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Tracer::to_writer(
             BufWriter::with_capacity(64 * 1024, file),
             servent,
