@@ -58,7 +58,7 @@ struct Args {
     /// Answers that may wait for a free connection; past it they are dropped.
     #[arg(long, default_value_t = Options::default().answer_queue)]
     answer_queue: usize,
-    /// Write a trace to this file: one JSON line per frame received, sent, answered
+    /// Append a trace to this file: one JSON line per frame received, sent, answered
     /// or dropped. `flood-view` draws the floods in the traces of several servents.
     #[arg(long, value_name = "PATH")]
     trace: Option<PathBuf>,
