@@ -25,8 +25,9 @@ pub enum Submitted {
     },
     /// It waits; [`AnswerScheduler::next_ready`] will hand it out.
     Queued,
-    /// Too many answers are waiting already: it is dropped.
-    Dropped,
+    /// Too many answers are waiting already: it is dropped (handed back, to be named
+    /// in logs and traces).
+    Dropped { resp: Vec<u8> },
 }
 
 #[derive(Debug)]
@@ -69,7 +70,7 @@ impl AnswerScheduler {
             };
         }
         if self.waiting.len() >= self.max_waiting {
-            return Submitted::Dropped;
+            return Submitted::Dropped { resp };
         }
         self.waiting.push_back((to, resp));
         Submitted::Queued
@@ -138,7 +139,10 @@ mod tests {
         assert_eq!(s.submit(addr(2), vec![2]), open(2, true));
         assert_eq!(s.submit(addr(3), vec![3]), Submitted::Queued);
         assert_eq!(s.submit(addr(1), vec![4]), Submitted::Queued);
-        assert_eq!(s.submit(addr(4), vec![5]), Submitted::Dropped);
+        assert_eq!(
+            s.submit(addr(4), vec![5]),
+            Submitted::Dropped { resp: vec![5] }
+        );
         assert_eq!(s.next_ready(), None, "no free slot");
         s.release_pair(addr(2));
         s.finished();

@@ -1034,8 +1034,6 @@ impl Driver {
     /// Sends an answer now if the scheduler allows, else queues it (or drops it,
     /// logged, if too many are waiting).
     fn queue_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>) {
-        // Kept only to name a dropped answer in the trace.
-        let traced = self.tracer.is_some().then(|| resp.clone());
         match self.answers.submit(to, resp) {
             Submitted::Open {
                 resp,
@@ -1050,11 +1048,11 @@ impl Driver {
                 self.answers.open(),
                 self.answers.queued()
             ),
-            Submitted::Dropped => {
+            Submitted::Dropped { resp } => {
                 let waiting = self.answers.queued();
                 self.answer_lost(
                     to,
-                    traced.as_deref().unwrap_or_default(),
+                    &resp,
                     format_args!("dropped: {waiting} answers already waiting"),
                 );
             }

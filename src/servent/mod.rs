@@ -77,7 +77,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// The name traces give it.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             DropReason::Duplicate => "duplicate",
             DropReason::TtlSpent => "ttl",

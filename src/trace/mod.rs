@@ -157,14 +157,6 @@ impl FrameFields {
     pub fn flood_query(&self) -> Option<String> {
         Some(format!("{}#{}", self.client.as_ref()?, self.seq?))
     }
-
-    /// The text the frame carries, whichever field it is in.
-    pub fn text(&self) -> Option<&str> {
-        self.key
-            .as_deref()
-            .or(self.info.as_deref())
-            .or(self.value.as_deref())
-    }
 }
 
 impl Event {

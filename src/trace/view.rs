@@ -12,6 +12,11 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 
 use super::{Event, EventKind};
+use crate::servent::DropReason;
+
+/// The drop reasons the drawing treats apart, as traces name them.
+const DUPLICATE: &str = DropReason::Duplicate.name();
+const TTL_SPENT: &str = DropReason::TtlSpent.name();
 
 /// A trace line that is not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +150,7 @@ impl Flood {
     }
 
     pub fn duplicates(&self) -> usize {
-        self.copies.iter().filter(|c| c.fate == "duplicate").count()
+        self.copies.iter().filter(|c| c.fate == DUPLICATE).count()
     }
 }
 
@@ -423,7 +428,7 @@ fn describe_node(node: &Node, start_us: u64, names: &Names) -> String {
     }
     if let Some(stopped) = &node.stopped {
         let reason = match stopped.as_str() {
-            "ttl" => "TTL spent, not forwarded",
+            TTL_SPENT => "TTL spent, not forwarded",
             other => other,
         };
         let _ = write!(line, "  [{reason}]");
@@ -437,7 +442,7 @@ fn describe_copy(copy: &Copy, start_us: u64, names: &Names) -> String {
         let _ = write!(line, "  TTL {ttl}");
     }
     let fate = match copy.fate.as_str() {
-        "duplicate" => "dropped: duplicate",
+        DUPLICATE => "dropped: duplicate",
         other => other,
     };
     let _ = write!(line, "  {}  {fate}", ms(copy.at_us, start_us));
@@ -643,7 +648,7 @@ pub fn render_dot(floods: &[Flood], names: &Names) -> String {
                 other
             };
             let ttl = copy.ttl.map(|t| format!("TTL {t}\n")).unwrap_or_default();
-            let (style, color) = if copy.fate == "duplicate" {
+            let (style, color) = if copy.fate == DUPLICATE {
                 ("dashed", "red")
             } else {
                 ("dotted", "grey50")
