@@ -538,9 +538,19 @@ fn an_answer_to_a_closed_reply_port_is_lost_and_nothing_else() {
     }
     .encode(&mut bytes);
     conn.write_all(&bytes).unwrap();
+    // Refused: tried again after 5, 25, 125 and 625 ms (a late listener would have had
+    // it), then given up.
     wait_log(
         &s,
-        &format!("answer to 127.0.0.1:{port} lost: connect failed: "),
+        &format!("answer to 127.0.0.1:{port} connection refused (5 tries)"),
+    );
+    assert_eq!(
+        s.log()
+            .matches(&format!("answer to 127.0.0.1:{port}: connection refused"))
+            .count(),
+        5,
+        "{}",
+        s.log()
     );
     normal_query(&s);
     // The misled client's own link is still fine.

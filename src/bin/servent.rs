@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use log::{info, warn};
 
-use tp3kv::net::{self, Driver, Options};
+use tp3kv::net::{self, budget, Driver, Options};
 use tp3kv::servent::{Config, Servent};
 use tp3kv::store::Store;
 use tp3kv::trace::Tracer;
@@ -55,7 +55,12 @@ struct Args {
     /// Answer connections open at once; more wait in a queue.
     #[arg(long, default_value_t = Options::default().max_answers)]
     max_answers: usize,
-    /// Answers that may wait for a free connection; past it they are dropped.
+    /// Answer connections open at once to one client's reply address; its other
+    /// answers wait their turn, so one client cannot hold up the others.
+    #[arg(long, default_value_t = Options::default().answers_per_address)]
+    answers_per_address: usize,
+    /// Answers that may wait for their turn; past it, the client with the most waiting
+    /// loses its oldest.
     #[arg(long, default_value_t = Options::default().answer_queue)]
     answer_queue: usize,
     /// Append a trace to this file: one JSON line per frame received, sent, answered
@@ -94,6 +99,7 @@ fn run(args: Args) -> Result<String> {
         outbox_limit: args.max_outbox,
         answer_timeout: seconds("answer-timeout", args.answer_timeout)?,
         max_answers: args.max_answers.max(1),
+        answers_per_address: args.answers_per_address.max(1),
         answer_queue: args.answer_queue,
         ..Options::default()
     };
@@ -117,21 +123,22 @@ fn run(args: Args) -> Result<String> {
         None => None,
     };
 
-    // Every connection is a descriptor: make room for the limits, or fit the limits
-    // to the room there is.
-    let spare = 64 + args.neighbours.len();
-    let wanted = options.max_connections + options.max_answers + spare;
-    let room = net::raise_fd_limit(wanted as u64).context("cannot read the descriptor limit")?;
-    if (room as usize) < wanted {
-        let fitted = (room as usize)
-            .saturating_sub(options.max_answers + spare)
-            .max(1);
+    // Every connection is a descriptor: make room for the limits, or share the room
+    // there is between links and answers.
+    let neighbours = args.neighbours.len();
+    let wanted = budget::wanted(options.max_connections, options.max_answers, neighbours);
+    let limit = net::raise_fd_limit(wanted).context("cannot read the descriptor limit")?;
+    let split = budget::split(limit, options.max_connections, options.max_answers, neighbours)?;
+    if (split.connections, split.answers) != (options.max_connections, options.max_answers) {
         warn!(
-            "only {room} file descriptors allowed: --max-connections lowered from {} to {fitted}",
-            options.max_connections
+            "{split} (--max-connections {} and --max-answers {} do not fit)",
+            options.max_connections, options.max_answers
         );
-        options.max_connections = fitted;
+    } else {
+        info!("{split}");
     }
+    options.max_connections = split.connections;
+    options.max_answers = split.answers;
 
     println!("listening on {local}");
     std::io::stdout().flush()?;

@@ -9,7 +9,9 @@
 //! readers, unreachable reply addresses, and one peer hogging the loop.
 
 pub mod answers;
+pub mod budget;
 pub mod sys;
+mod throttle;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -28,7 +30,9 @@ use crate::hashing::IdMap;
 use crate::protocol::{self, DecodeError, Frame, KeyFloodRef};
 use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent, Verdict};
 use crate::trace::{Event as TraceEvent, EventKind, FrameFields, Tracer};
-use answers::{AnswerScheduler, Submitted};
+use answers::scheduler::Limits;
+use answers::{AnswerOptions, Answers};
+use throttle::Throttle;
 
 pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
 
@@ -49,13 +53,15 @@ const BATCH: usize = 16;
 pub struct Options {
     /// How long an answer connection may take to connect and deliver its RESP.
     pub answer_timeout: Duration,
-    /// After the RESP is out, how long to wait for the client to close first (so the
-    /// client, not us, holds the TIME_WAIT and our port can answer it again at once).
-    pub answer_linger: Duration,
     /// Answer connections open at once; more wait in a queue (see [`answers`]).
     pub max_answers: usize,
-    /// Answers waiting for a free slot; past this they are dropped (and logged).
+    /// Answer connections open at once to one reply address.
+    pub answers_per_address: usize,
+    /// Answers waiting for their turn; past this the address with the most waiting
+    /// loses its oldest (logged).
     pub answer_queue: usize,
+    /// How long an answer may wait for its turn before it is given up.
+    pub answer_max_wait: Duration,
     /// Output a peer may leave unread before its connection is dropped.
     pub outbox_limit: usize,
     /// Accepted connections open at once; past this, new ones are closed at once.
@@ -71,9 +77,11 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             answer_timeout: Duration::from_secs(2),
-            answer_linger: Duration::from_secs(2),
             max_answers: 256,
+            answers_per_address: 4,
             answer_queue: 16 * 1024,
+            // A client waits 4 s after its command or its last answer.
+            answer_max_wait: Duration::from_secs(4),
             outbox_limit: 1 << 20,
             max_connections: 4096,
             id_timeout: Duration::from_secs(5),
@@ -89,6 +97,7 @@ pub struct Stats {
     /// Flood copies sent to neighbours, by type.
     pub keyfloods_out: u64,
     pub topofloods_out: u64,
+    /// RESPs fully written, and answers given up.
     pub answers_sent: u64,
     pub answers_lost: u64,
     pub connections_accepted: u64,
@@ -105,14 +114,6 @@ struct Neighbour {
     backoff: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AnswerPhase {
-    Connecting,
-    Sending,
-    /// RESP flushed; waiting for the client to close its end.
-    Lingering,
-}
-
 #[derive(Debug)]
 enum Kind {
     /// A protocol link (neighbour or client); its frames go to the servent.
@@ -122,12 +123,6 @@ enum Kind {
     },
     /// A connect to a neighbour in progress.
     Dialling { neighbour: usize },
-    /// A one-RESP connection to a client's reply address.
-    Answer {
-        to: SocketAddrV4,
-        phase: AnswerPhase,
-        from_listen_port: bool,
-    },
 }
 
 #[derive(Debug)]
@@ -138,7 +133,7 @@ struct Conn {
     outbuf: Vec<u8>,
     /// Whether it is in `Driver::to_flush`.
     flush_queued: bool,
-    /// When this connection's current wait (for ID, connect, or client close) ends.
+    /// When this connection's current wait (for ID, or connect) ends.
     deadline: Option<Instant>,
 }
 
@@ -146,67 +141,12 @@ struct Conn {
 enum Timer {
     Redial(usize),
     Deadline(Token),
-    RetryAnswer(Token),
 }
 
 impl Stats {
     /// Frames sent to neighbours: every flood copy.
     pub fn frames_out(&self) -> u64 {
         self.keyfloods_out + self.topofloods_out
-    }
-}
-
-/// Where an answer connection leaves from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// Our listening port, so the client sees which servent answered; `attempt`
-    /// counts the tries that found the port pair still busy.
-    ListenPort { attempt: u32 },
-    /// Any port: the fallback.
-    Ephemeral,
-}
-
-const ANSWER_RETRIES: u32 = 5;
-const ANSWER_RETRY_DELAY: Duration = Duration::from_millis(1);
-
-impl Source {
-    /// Where an answer first tries to leave from: our port, unless another answer to
-    /// the same address holds the pair.
-    fn first(from_listen_port: bool) -> Source {
-        match from_listen_port {
-            true => Source::ListenPort { attempt: 0 },
-            false => Source::Ephemeral,
-        }
-    }
-
-    fn may_retry(self) -> bool {
-        matches!(self, Source::ListenPort { attempt } if attempt < ANSWER_RETRIES)
-    }
-}
-
-/// Logs a repeating warning at most once a second, counting what it held back.
-#[derive(Debug, Default)]
-struct Throttle {
-    last: Option<Instant>,
-    held_back: u64,
-}
-
-impl Throttle {
-    fn warn(&mut self, now: Instant, message: impl fmt::Display) {
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            self.held_back += 1;
-            return;
-        }
-        if self.held_back > 0 {
-            warn!("{message} (and {} more like it)", self.held_back);
-        } else {
-            warn!("{message}");
-        }
-        self.last = Some(now);
-        self.held_back = 0;
     }
 }
 
@@ -226,18 +166,14 @@ enum Drain {
 pub struct Driver {
     poll: Poll,
     listener: TcpListener,
-    listen_port: u16,
     servent: Servent,
     options: Options,
     conns: IdMap<Token, Conn>,
-    /// Tokens only grow: a late event can never reach the wrong connection.
-    next_token: usize,
+    tokens: Tokens,
     neighbours: Vec<Neighbour>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     inbound: usize,
-    answers: AnswerScheduler,
-    /// Answers waiting to retry their connect from our port: (to, RESP, attempts).
-    retrying: HashMap<Token, (SocketAddrV4, Vec<u8>, u32)>,
+    answers: Answers,
     /// Links that stopped reading with data left, to be served again next turn.
     still_readable: Vec<Token>,
     /// A descriptor held in reserve: when accept fails for lack of descriptors, it is
@@ -258,7 +194,6 @@ pub struct Driver {
     to_flush: Vec<Token>,
     stats: Stats,
     refused_log: Throttle,
-    lost_log: Throttle,
     /// `Some` while `--trace` is on.
     tracer: Option<Tracer>,
 }
@@ -283,7 +218,18 @@ impl Driver {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_port = listener.local_addr()?.port();
-        let answers = AnswerScheduler::new(options.max_answers, options.answer_queue);
+        let answers = Answers::new(
+            AnswerOptions {
+                limits: Limits {
+                    max_open: options.max_answers,
+                    per_address: options.answers_per_address,
+                    max_waiting: options.answer_queue,
+                    max_wait: options.answer_max_wait,
+                },
+                timeout: options.answer_timeout,
+            },
+            listen_port,
+        );
         let neighbours = neighbours
             .into_iter()
             .map(|addr| Neighbour {
@@ -295,16 +241,14 @@ impl Driver {
         Ok(Driver {
             poll,
             listener,
-            listen_port,
             servent,
             options,
             conns: HashMap::default(),
-            next_token: 1,
+            tokens: Tokens(1),
             neighbours,
             timers: BinaryHeap::new(),
             inbound: 0,
             answers,
-            retrying: HashMap::new(),
             still_readable: Vec::new(),
             spare_fd: spare_fd(),
             signals: None,
@@ -318,7 +262,6 @@ impl Driver {
             to_flush: Vec::new(),
             stats: Stats::default(),
             refused_log: Throttle::default(),
-            lost_log: Throttle::default(),
             tracer: None,
         })
     }
@@ -326,6 +269,7 @@ impl Driver {
     /// Writes a trace event for every frame received, sent, answered or dropped.
     pub fn trace_to(&mut self, tracer: Tracer) {
         self.servent.report_verdicts();
+        self.answers.trace();
         self.tracer = Some(tracer);
     }
 
@@ -364,15 +308,12 @@ impl Driver {
     /// answers, drops by reason, connections.
     pub fn counters(&self) -> String {
         let c = self.servent.counters();
-        let s = self.stats;
-        let (mut links, mut answers) = (0, 0);
-        for conn in self.conns.values() {
-            match conn.kind {
-                Kind::Link { .. } => links += 1,
-                Kind::Answer { .. } => answers += 1,
-                Kind::Dialling { .. } => {}
-            }
-        }
+        let s = self.stats();
+        let links = self
+            .conns
+            .values()
+            .filter(|conn| matches!(conn.kind, Kind::Link { .. }))
+            .count();
         format!(
             "in {}; out KEYFLOOD {}, TOPOFLOOD {}, RESP {} (lost {}, waiting {}); \
              dropped: duplicate {}, TTL spent {}, protocol error {}, slow peer {}; \
@@ -382,7 +323,7 @@ impl Driver {
             s.topofloods_out,
             s.answers_sent,
             s.answers_lost,
-            self.answers.queued(),
+            self.answers.waiting(),
             c.duplicates,
             c.ttl_spent,
             c.protocol_errors,
@@ -390,7 +331,7 @@ impl Driver {
             s.connections_accepted,
             s.connections_refused,
             links,
-            answers
+            self.answers.open()
         )
     }
 
@@ -399,13 +340,17 @@ impl Driver {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            answers_sent: self.answers.sent(),
+            answers_lost: self.answers.lost(),
+            ..self.stats
+        }
     }
 
     /// One line of counters, for the exit summary.
     pub fn summary(&self) -> String {
         let c = self.servent.counters();
-        let s = self.stats;
+        let s = self.stats();
         format!(
             "frames in {}, frames out {}, answers sent {} (lost {}), duplicates dropped {}, \
              protocol errors {}, connections accepted {} (refused {}), slow peers dropped {}",
@@ -430,9 +375,12 @@ impl Driver {
         let mut events = Events::with_capacity(1024);
         while !self.stop {
             let timeout = if self.still_readable.is_empty() {
-                self.timers
-                    .peek()
-                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+                let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+                [timer, self.answers.next_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -441,27 +389,33 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let now = Instant::now();
             for event in events.iter() {
-                self.dispatch(event);
+                self.dispatch(event, now);
             }
             for token in std::mem::take(&mut self.still_readable) {
                 self.read_link(token, Drain::UntilWouldBlock);
             }
-            self.fire_timers(Instant::now());
+            let now = Instant::now();
+            self.fire_timers(now);
+            self.answers.handle_timeout(now);
+            // Answers queued this turn, and slots freed, open now: the addresses take
+            // their turns.
+            self.answers
+                .open_ready(self.poll.registry(), &mut self.tokens, now);
             // Last, so nothing added to an outbox this turn waits through the next poll.
             self.flush_queued();
+            if self.tracer.is_some() {
+                for event in self.answers.take_events() {
+                    self.record(event);
+                }
+            }
             self.flush_trace();
         }
         self.flush_trace();
         // Dropping them closes them (see `close`).
         self.conns.clear();
         Ok(())
-    }
-
-    fn fresh_token(&mut self) -> Token {
-        let token = Token(self.next_token);
-        self.next_token += 1;
-        token
     }
 
     /// Gives a new connection a fresh token and registers it for both readiness kinds
@@ -472,7 +426,7 @@ impl Driver {
         kind: Kind,
         outbuf: Vec<u8>,
     ) -> io::Result<Token> {
-        let token = self.fresh_token();
+        let token = self.tokens.next();
         self.poll.registry().register(
             &mut stream,
             token,
@@ -497,7 +451,7 @@ impl Driver {
         }
     }
 
-    fn dispatch(&mut self, event: &Event) {
+    fn dispatch(&mut self, event: &Event, now: Instant) {
         let token = event.token();
         match token {
             LISTENER => return self.accept_all(),
@@ -517,7 +471,9 @@ impl Driver {
             _ => {}
         }
         let Some(conn) = self.conns.get(&token) else {
-            return; // already closed: a stale event
+            // An answer connection's, or a stale event of a connection already closed.
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            return self.answers.handle_event(token, readable, now);
         };
         match conn.kind {
             Kind::Link { .. } => {
@@ -531,7 +487,6 @@ impl Driver {
                 }
             }
             Kind::Dialling { neighbour } => self.finish_dial(token, neighbour),
-            Kind::Answer { .. } => self.drive_answer(token),
         }
     }
 
@@ -556,7 +511,7 @@ impl Driver {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_out_of_descriptors(&e) => {
+                Err(e) if answers::is_out_of_descriptors(&e) => {
                     // Make room with the spare descriptor, take the waiting connection
                     // off the queue and close it; otherwise the listener stays readable
                     // forever and the loop spins.
@@ -867,7 +822,7 @@ impl Driver {
                             ..TraceEvent::new(EventKind::Answered)
                         });
                     }
-                    self.queue_answer(to, frame.to_bytes())
+                    self.answers.submit(to, frame.to_bytes(), Instant::now())
                 }
                 Action::Close { link, reason } => {
                     let reason = format!("protocol error: {reason}");
@@ -959,21 +914,6 @@ impl Driver {
                 debug!("dial {} failed: {reason}", self.neighbours[neighbour].addr);
                 self.neighbour_lost(neighbour);
             }
-            Kind::Answer {
-                to,
-                phase,
-                from_listen_port,
-            } => {
-                if from_listen_port {
-                    self.answers.release_pair(to);
-                }
-                if phase == AnswerPhase::Lingering {
-                    debug!("answer to {to}: done ({reason})");
-                } else {
-                    self.answer_lost(to, &conn.outbuf, format_args!("lost: {reason}"));
-                }
-                self.answer_done();
-            }
         }
     }
 
@@ -1028,205 +968,6 @@ impl Driver {
                 }
             }
             Err(e) => self.close(token, &e.to_string()),
-        }
-    }
-
-    /// Sends an answer now if the scheduler allows, else queues it (or drops it,
-    /// logged, if too many are waiting).
-    fn queue_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>) {
-        match self.answers.submit(to, resp) {
-            Submitted::Open {
-                resp,
-                from_listen_port,
-            } => {
-                if !self.open_answer(to, resp, Source::first(from_listen_port)) {
-                    self.answer_done();
-                }
-            }
-            Submitted::Queued => debug!(
-                "answer to {to}: queued ({} open, {} waiting)",
-                self.answers.open(),
-                self.answers.queued()
-            ),
-            Submitted::Dropped { resp } => {
-                let waiting = self.answers.queued();
-                self.answer_lost(
-                    to,
-                    &resp,
-                    format_args!("dropped: {waiting} answers already waiting"),
-                );
-            }
-        }
-    }
-
-    /// An answer connection is over: its slot goes to the oldest answer waiting.
-    fn answer_done(&mut self) {
-        self.answers.finished();
-        while let Some((to, resp, from_listen_port)) = self.answers.next_ready() {
-            if !self.open_answer(to, resp, Source::first(from_listen_port)) {
-                self.answers.finished();
-            }
-        }
-    }
-
-    /// Opens an answer connection, from our listening port when possible so the client
-    /// sees our address; from an ephemeral port when that port cannot be used. Returns
-    /// false if the answer was lost at once (no connection to wait for).
-    ///
-    /// The port pair may still be held for a moment by the previous answer to the same
-    /// client (closed, waiting for its last ACK): then the connect is retried from our
-    /// port on the next loop turn, then a few times 1, 2, 4, 8 ms apart, before the
-    /// fallback.
-    fn open_answer(&mut self, to: SocketAddrV4, resp: Vec<u8>, source: Source) -> bool {
-        let from_listen_port = matches!(source, Source::ListenPort { .. });
-        let stream = match sys::connect_from(to, from_listen_port.then_some(self.listen_port)) {
-            Ok(stream) => stream,
-            Err(e) if is_address_clash(&e) && source.may_retry() => {
-                let Source::ListenPort { attempt } = source else {
-                    unreachable!("only the listening port is retried")
-                };
-                // The first retry waits only for the next loop turn: by then the
-                // kernel has usually taken the last ACK of the previous connection.
-                let delay = match attempt {
-                    0 => Duration::ZERO,
-                    n => ANSWER_RETRY_DELAY * 2u32.pow(n - 1),
-                };
-                debug!("answer to {to}: port pair busy ({e}), retrying in {delay:?}");
-                let token = self.fresh_token();
-                self.retrying.insert(token, (to, resp, attempt + 1));
-                self.timers
-                    .push(Reverse((Instant::now() + delay, Timer::RetryAnswer(token))));
-                return true;
-            }
-            Err(e) if from_listen_port => {
-                debug!(
-                    "answer to {to}: cannot use port {} ({e}), using an ephemeral port",
-                    self.listen_port
-                );
-                self.answers.release_pair(to);
-                return self.open_answer(to, resp, Source::Ephemeral);
-            }
-            Err(e) => {
-                self.answer_lost(to, &resp, format_args!("lost: {e}"));
-                return false;
-            }
-        };
-        let kind = Kind::Answer {
-            to,
-            phase: AnswerPhase::Connecting,
-            from_listen_port,
-        };
-        let token = match self.register(stream, kind, resp) {
-            Ok(token) => token,
-            Err(e) => {
-                self.answer_lost(to, &[], format_args!("lost: cannot register: {e}"));
-                if from_listen_port {
-                    self.answers.release_pair(to);
-                }
-                return false;
-            }
-        };
-        self.set_deadline(token, Instant::now() + self.options.answer_timeout);
-        true
-    }
-
-    fn drive_answer(&mut self, token: Token) {
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let Kind::Answer {
-            to,
-            phase,
-            from_listen_port,
-        } = conn.kind
-        else {
-            return;
-        };
-        if phase != AnswerPhase::Lingering {
-            // The RESP as the trace will name it once sent (whole only before the first
-            // write; a RESP written in pieces is traced without its fields).
-            let traced = match self.tracer {
-                Some(_) => FrameFields::decode(&conn.outbuf),
-                None => None,
-            };
-            // No separate check that the connect is done (two syscalls): the write
-            // itself says `WouldBlock` until it is, or fails with its error.
-            let written = loop {
-                match conn.stream.write(&conn.outbuf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other,
-                }
-            };
-            match written {
-                Ok(n) => {
-                    if phase == AnswerPhase::Connecting {
-                        debug!("answer to {to}: connected");
-                        set_answer_phase(conn, AnswerPhase::Sending);
-                    }
-                    conn.outbuf.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if from_listen_port && is_address_clash(&e) => {
-                    let conn = self.conns.remove(&token).expect("looked up above");
-                    debug!("answer to {to}: port clash ({e}), retrying from an ephemeral port");
-                    self.answers.release_pair(to);
-                    if !self.open_answer(to, conn.outbuf, Source::Ephemeral) {
-                        self.answer_done();
-                    }
-                    return;
-                }
-                Err(e) => {
-                    let what = match phase {
-                        AnswerPhase::Connecting => "connect",
-                        _ => "write",
-                    };
-                    return self.close(token, &format!("{what} failed: {e}"));
-                }
-            }
-            if !conn.outbuf.is_empty() {
-                return; // the rest when it is writable again
-            }
-            debug!("answer to {to}: RESP sent");
-            self.stats.answers_sent += 1;
-            set_answer_phase(conn, AnswerPhase::Lingering);
-            if self.tracer.is_some() {
-                self.trace_answer_sent(token, to, traced);
-            }
-            self.set_deadline(token, Instant::now() + self.options.answer_linger);
-            // The client closes once it has read the RESP; that is a readable event.
-            return;
-        }
-        // Lingering: anything the client sends is ignored; its close ends the answer.
-        loop {
-            let Some(conn) = self.conns.get_mut(&token) else {
-                return;
-            };
-            match conn.stream.read(&mut self.read_buf) {
-                Ok(0) => return self.close(token, "client closed"),
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.close(token, &format!("read error: {e}")),
-            }
-        }
-    }
-
-    /// Counts and logs (throttled) an answer that will never reach `to`; `resp`, its
-    /// bytes if still at hand, names it in the trace.
-    fn answer_lost(&mut self, to: SocketAddrV4, resp: &[u8], what: fmt::Arguments<'_>) {
-        self.stats.answers_lost += 1;
-        self.lost_log
-            .warn(Instant::now(), format_args!("answer to {to} {what}"));
-        if self.tracer.is_some() {
-            let fields = FrameFields::decode(resp);
-            let query = fields.as_ref().and_then(|f| f.answer_query(to));
-            self.record(TraceEvent {
-                link: Some(to.to_string()),
-                query,
-                frame: fields,
-                reason: Some(format!("answer {what}")),
-                ..TraceEvent::new(EventKind::Dropped)
-            });
         }
     }
 
@@ -1329,21 +1070,6 @@ impl Driver {
         self.record(event);
     }
 
-    /// An answer's RESP is all written: the trace shows which port it left from.
-    fn trace_answer_sent(&mut self, token: Token, to: SocketAddrV4, frame: Option<FrameFields>) {
-        let Some(conn) = self.conns.get(&token) else {
-            return;
-        };
-        let mut event = TraceEvent::new(EventKind::Sent);
-        match conn.stream.local_addr() {
-            Ok(local) => event = event.on(sys::unmap(local), SocketAddr::V4(to)),
-            Err(_) => event.link = Some(to.to_string()),
-        }
-        event.query = frame.as_ref().and_then(|f| f.answer_query(to));
-        event.frame = frame;
-        self.record(event);
-    }
-
     fn fire_timers(&mut self, now: Instant) {
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
@@ -1357,13 +1083,6 @@ impl Driver {
                     }
                 }
                 Timer::Deadline(token) => self.deadline_passed(token, now),
-                Timer::RetryAnswer(token) => {
-                    if let Some((to, resp, attempt)) = self.retrying.remove(&token) {
-                        if !self.open_answer(to, resp, Source::ListenPort { attempt }) {
-                            self.answer_done();
-                        }
-                    }
-                }
             }
         }
     }
@@ -1382,32 +1101,22 @@ impl Driver {
                     self.close(token, &format!("no ID within {limit:?}"));
                 }
             }
-            Kind::Answer {
-                phase: AnswerPhase::Lingering,
-                ..
-            } => self.close(token, "client did not close; closing"),
-            Kind::Answer { .. } => self.close(token, "timed out"),
             Kind::Dialling { .. } => self.close(token, "connect timed out"),
         }
     }
 }
 
-fn set_answer_phase(conn: &mut Conn, new: AnswerPhase) {
-    if let Kind::Answer { phase, .. } = &mut conn.kind {
-        *phase = new;
+/// Hands out connection tokens. They only grow: a late event can never reach the
+/// wrong connection.
+#[derive(Debug)]
+pub struct Tokens(usize);
+
+impl Tokens {
+    pub fn next(&mut self) -> Token {
+        let token = Token(self.0);
+        self.0 += 1;
+        token
     }
-}
-
-/// Errors that mean our listening port cannot be the source of this connection.
-fn is_address_clash(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable
-    )
-}
-
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// An encoded frame, shown in logs as the frame it is.
