@@ -542,7 +542,7 @@ fn an_answer_to_a_closed_reply_port_is_lost_and_nothing_else() {
     // it), then given up.
     wait_log(
         &s,
-        &format!("answer to 127.0.0.1:{port} connection refused (5 tries)"),
+        &format!("answer to 127.0.0.1:{port} lost: connection refused (5 tries)"),
     );
     assert_eq!(
         s.log()

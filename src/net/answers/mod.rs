@@ -320,7 +320,7 @@ impl Answers {
     /// Answers the scheduler gave up.
     fn collect_lost(&mut self) {
         while let Some(lost) = self.scheduler.poll_lost() {
-            self.lose(lost.to, &lost.resp, format_args!("{}", lost.why));
+            self.lose(lost.to, &lost.resp, format_args!("lost: {}", lost.why));
         }
     }
 

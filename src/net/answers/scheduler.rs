@@ -10,7 +10,8 @@
 //!   [`Limits::per_address`] to any one reply address;
 //! - at most [`Limits::max_waiting`] answers waiting in all; past it, the oldest
 //!   answer of the address with the most waiting is dropped, never one of an address
-//!   that has few;
+//!   that has few (answers put back to be tried again were let in already, and may
+//!   take the queue past its size by the connections they came from);
 //! - an answer that has waited [`Limits::max_wait`] is dropped: its client's window
 //!   has closed;
 //! - a refused connect (a reply listener not open yet: some clients open it just after
@@ -101,9 +102,9 @@ impl std::fmt::Display for LostWhy {
         match self {
             LostWhy::QueueFull { waiting } => write!(
                 f,
-                "dropped: {waiting} answers waiting, the most of them for this address"
+                "the queue is full, and this address has the most waiting ({waiting})"
             ),
-            LostWhy::Expired { waited } => write!(f, "dropped: waited {waited:.1?} for its turn"),
+            LostWhy::Expired { waited } => write!(f, "waited {waited:.1?} for its turn"),
             LostWhy::Refused { tries } => write!(f, "connection refused ({tries} tries)"),
         }
     }
