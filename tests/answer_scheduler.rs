@@ -65,7 +65,11 @@ fn id(resp: &[u8]) -> u32 {
 
 impl Run {
     fn end(&mut self, resp: &[u8]) {
-        assert!(self.ended.insert(id(resp)), "answer {} ended twice", id(resp));
+        assert!(
+            self.ended.insert(id(resp)),
+            "answer {} ended twice",
+            id(resp)
+        );
     }
 
     fn collect_lost(&mut self) {
@@ -92,7 +96,10 @@ impl Run {
 
     fn poll(&mut self) {
         while let Some(ticket) = self.s.poll_ready(self.now) {
-            let w = self.waiting.get_mut(&ticket.to).expect("only what waits is handed out");
+            let w = self
+                .waiting
+                .get_mut(&ticket.to)
+                .expect("only what waits is handed out");
             assert!(*w > 0);
             *w -= 1;
             self.open.push(ticket);

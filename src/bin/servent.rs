@@ -128,7 +128,12 @@ fn run(args: Args) -> Result<String> {
     let neighbours = args.neighbours.len();
     let wanted = budget::wanted(options.max_connections, options.max_answers, neighbours);
     let limit = net::raise_fd_limit(wanted).context("cannot read the descriptor limit")?;
-    let split = budget::split(limit, options.max_connections, options.max_answers, neighbours)?;
+    let split = budget::split(
+        limit,
+        options.max_connections,
+        options.max_answers,
+        neighbours,
+    )?;
     if (split.connections, split.answers) != (options.max_connections, options.max_answers) {
         warn!(
             "{split} (--max-connections {} and --max-answers {} do not fit)",

@@ -426,7 +426,7 @@ impl Driver {
         kind: Kind,
         outbuf: Vec<u8>,
     ) -> io::Result<Token> {
-        let token = self.tokens.next();
+        let token = self.tokens.fresh();
         self.poll.registry().register(
             &mut stream,
             token,
@@ -1112,7 +1112,7 @@ impl Driver {
 pub struct Tokens(usize);
 
 impl Tokens {
-    pub fn next(&mut self) -> Token {
+    pub fn fresh(&mut self) -> Token {
         let token = Token(self.0);
         self.0 += 1;
         token

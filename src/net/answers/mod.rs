@@ -193,9 +193,12 @@ impl Answers {
                     self.trace_sent(token);
                 }
             }
-            Progress::ClientClosed => {
-                self.end(token, Outcome::Delivered, format_args!("client closed"), now)
-            }
+            Progress::ClientClosed => self.end(
+                token,
+                Outcome::Delivered,
+                format_args!("client closed"),
+                now,
+            ),
             Progress::Failed(e) => self.failed(token, e, now),
         }
         self.collect_lost();
@@ -217,12 +220,10 @@ impl Answers {
             Ok(stream) => stream,
             Err(e) => return self.not_connected(ticket, tries, e, registry, tokens, now),
         };
-        let token = tokens.next();
-        if let Err(e) = registry.register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        let token = tokens.fresh();
+        if let Err(e) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
             self.lose(to, &ticket.resp, format_args!("lost: cannot register: {e}"));
             let held = ticket.from_listen_port;
             return self.scheduler.finished(to, held, Outcome::Failed, now);
@@ -283,23 +284,43 @@ impl Answers {
             return;
         };
         if delivery.phase() != Phase::Connecting {
-            return self.end(token, Outcome::Failed, format_args!("write failed: {e}"), now);
+            return self.end(
+                token,
+                Outcome::Failed,
+                format_args!("write failed: {e}"),
+                now,
+            );
         }
         let (to, held) = (delivery.ticket.to, delivery.ticket.from_listen_port);
         if is_refused(&e) {
             debug!("answer to {to}: connection refused");
-            let ticket = self.deliveries.remove(&token).expect("looked up above").ticket;
-            return self.scheduler.finished(to, held, Outcome::Refused(ticket), now);
+            let ticket = self
+                .deliveries
+                .remove(&token)
+                .expect("looked up above")
+                .ticket;
+            return self
+                .scheduler
+                .finished(to, held, Outcome::Refused(ticket), now);
         }
         if held && is_address_clash(&e) {
             debug!("answer to {to}: port clash ({e}), retrying from an ephemeral port");
-            let mut ticket = self.deliveries.remove(&token).expect("looked up above").ticket;
+            let mut ticket = self
+                .deliveries
+                .remove(&token)
+                .expect("looked up above")
+                .ticket;
             self.scheduler.release_pair(to);
             ticket.from_listen_port = false;
             self.pair_retries.push((now, ticket, PAIR_RETRIES));
             return;
         }
-        self.end(token, Outcome::Failed, format_args!("connect failed: {e}"), now);
+        self.end(
+            token,
+            Outcome::Failed,
+            format_args!("connect failed: {e}"),
+            now,
+        );
     }
 
     /// A connection is over: closed (by dropping it), counted lost unless delivered,

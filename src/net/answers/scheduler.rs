@@ -539,7 +539,11 @@ mod tests {
         let now = Instant::now();
         let mut s = Scheduler::new(limits(1, 1, 5));
         s.submit(addr(9), vec![90], now);
-        assert_eq!(drain(&mut s, now), [(9, 90, true)], "the only slot is taken");
+        assert_eq!(
+            drain(&mut s, now),
+            [(9, 90, true)],
+            "the only slot is taken"
+        );
         for n in 0..4 {
             s.submit(addr(1), vec![n], now);
         }
@@ -680,5 +684,4 @@ mod tests {
         assert_eq!(ready, [(2, 2, true), (1, 1, true)], "nothing lost");
         assert_eq!(lost(&mut s), []);
     }
-
 }
