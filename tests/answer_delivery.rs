@@ -504,11 +504,11 @@ fn an_answer_reaches_a_reply_listener_opened_100ms_late() {
 // 4. Few descriptors
 // ---------------------------------------------------------------------------------
 
-/// Our servent with RLIMIT_NOFILE set to `limit` (soft and hard), as under `ulimit -n`.
-fn servent_with_fd_limit(dir: &TempDir, tag: &str, store: &str, limit: u64) -> Node {
-    let file = dir.file(&format!("{tag}.kv"), store);
+/// Our servent's command with RLIMIT_NOFILE set to `limit` (soft and hard), as under
+/// `ulimit -n`.
+fn servent_command_with_fd_limit(store_file: &std::path::Path, limit: u64) -> Command {
     let mut command = Command::new(SERVENT);
-    command.env("RUST_LOG", "info").arg("0").arg(&file);
+    command.env("RUST_LOG", "info").arg("0").arg(store_file);
     // SAFETY: between fork and exec the closure calls only setrlimit, which is
     // async-signal-safe, and allocates nothing.
     unsafe {
@@ -523,7 +523,32 @@ fn servent_with_fd_limit(dir: &TempDir, tag: &str, store: &str, limit: u64) -> N
             Ok(())
         });
     }
-    start_node(command, dir, tag)
+    command
+}
+
+fn servent_with_fd_limit(dir: &TempDir, tag: &str, store: &str, limit: u64) -> Node {
+    let file = dir.file(&format!("{tag}.kv"), store);
+    start_node(servent_command_with_fd_limit(&file, limit), dir, tag)
+}
+
+/// A limit too small to run at all is one clear line and a non-zero exit, not a
+/// servent that cannot serve.
+#[test]
+fn a_descriptor_limit_too_small_to_run_is_refused_in_one_line() {
+    let dir = TempDir::new("ans-ulimit-tiny");
+    let file = dir.file("s.kv", "k v\n");
+    let output = servent_command_with_fd_limit(&file, 20)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "servent: error: only 20 file descriptors allowed (ulimit -n); \
+         a servent needs at least 26"
+    );
+    assert!(output.stdout.is_empty(), "it never said it was listening");
 }
 
 /// Under `ulimit -n 64` the servent still serves 10 clients at once, and answers a
@@ -546,6 +571,12 @@ fn under_ulimit_64_ten_clients_are_served_and_a_100_query_burst_is_answered() {
         ["Max", "open", "files", "64", "64", "files"],
         "the limit did not take"
     );
+    wait_for("the descriptor split in the log", || {
+        s.log().contains(
+            "64 descriptors: 36 for links and clients, 12 for answer connections, \
+             16 for the rest",
+        )
+    });
 
     // Ten clients connect and stay connected; each is served.
     let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::connect(&s)).collect();
