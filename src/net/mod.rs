@@ -7,11 +7,19 @@
 //! [`Servent`]'s; this module only moves bytes, turns its [`Action`]s into socket
 //! operations, and defends the process: connection caps, descriptor exhaustion, slow
 //! readers, unreachable reply addresses, and one peer hogging the loop.
+//!
+//! This file holds the loop, the dispatch of events, and the links (read, decode,
+//! outbox, flush, close). Beside it: [`answers`] (every RESP on a connection of its
+//! own: the scheduler, and each delivery), `dial` (outbound neighbours), `tracing`
+//! (`--trace` events), [`budget`] (descriptors), [`sys`] (socket options, rlimits,
+//! signals) and `throttle` (warnings a peer can make repeat).
 
 pub mod answers;
 pub mod budget;
+mod dial;
 pub mod sys;
 mod throttle;
+mod tracing;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -28,7 +36,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::hashing::IdMap;
 use crate::protocol::{self, DecodeError, Frame, KeyFloodRef};
-use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent, Verdict};
+use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent};
 use crate::trace::{Event as TraceEvent, EventKind, FrameFields, Tracer};
 use answers::scheduler::Limits;
 use answers::{AnswerOptions, Answers};
@@ -915,159 +923,6 @@ impl Driver {
                 self.neighbour_lost(neighbour);
             }
         }
-    }
-
-    fn neighbour_lost(&mut self, index: usize) {
-        let neighbour = &mut self.neighbours[index];
-        neighbour.conn = None;
-        let delay = neighbour.backoff;
-        neighbour.backoff = (delay * 2).min(self.options.redial_max);
-        debug!("neighbour {}: re-dialling in {:?}", neighbour.addr, delay);
-        self.timers
-            .push(Reverse((Instant::now() + delay, Timer::Redial(index))));
-    }
-
-    fn dial(&mut self, index: usize) {
-        let addr = self.neighbours[index].addr;
-        let kind = Kind::Dialling { neighbour: index };
-        let token = match sys::connect_from(addr, None)
-            .and_then(|stream| self.register(stream, kind, Vec::new()))
-        {
-            Ok(token) => token,
-            Err(e) => {
-                debug!("dial {addr} failed: {e}");
-                return self.neighbour_lost(index);
-            }
-        };
-        debug!("dialling neighbour {addr}");
-        self.neighbours[index].conn = Some(token);
-        self.set_deadline(token, Instant::now() + self.options.answer_timeout);
-    }
-
-    fn finish_dial(&mut self, token: Token, index: usize) {
-        let Some(conn) = self.conns.get(&token) else {
-            return;
-        };
-        match sys::connect_finished(&conn.stream) {
-            Ok(false) => {}
-            Ok(true) => {
-                let mut conn = self.conns.remove(&token).unwrap();
-                let _ = self.poll.registry().deregister(&mut conn.stream);
-                let addr = self.neighbours[index].addr;
-                self.neighbours[index].backoff = self.options.redial_min;
-                // The link gets a fresh token, so no event of the dial reaches it.
-                let link = self.add_link(
-                    conn.stream,
-                    SocketAddr::V4(addr),
-                    Direction::Outbound,
-                    Some(index),
-                );
-                match link {
-                    Some(link) => self.neighbours[index].conn = Some(link),
-                    None => self.neighbour_lost(index),
-                }
-            }
-            Err(e) => self.close(token, &e.to_string()),
-        }
-    }
-
-    /// Writes a trace event, if tracing. A trace that cannot be written is given up.
-    fn record(&mut self, event: TraceEvent) {
-        if let Some(tracer) = self.tracer.as_mut() {
-            if !tracer.record(event) {
-                self.tracer = None;
-            }
-        }
-    }
-
-    fn flush_trace(&mut self) {
-        if let Some(tracer) = self.tracer.as_mut() {
-            if !tracer.flush() {
-                self.tracer = None;
-            }
-        }
-    }
-
-    /// An event on `link`, with the link's two ends (while the servent knows them).
-    fn link_event(&self, link: LinkId, kind: EventKind) -> TraceEvent {
-        let event = TraceEvent::new(kind);
-        match self.servent.link_addresses(link) {
-            Some((local, peer)) => event.on(local, peer),
-            None => event,
-        }
-    }
-
-    /// An event about a frame on `link`.
-    fn trace_frame(&mut self, link: LinkId, kind: EventKind, frame: FrameFields) {
-        let event = self.link_event(link, kind);
-        self.record(TraceEvent {
-            query: frame.flood_query(),
-            frame: Some(frame),
-            ..event
-        });
-    }
-
-    /// The copies of one flood just queued to `targets` (`ttl`: as rewritten in each).
-    /// Out of line, so the forwarding loop carries no tracing code.
-    #[inline(never)]
-    fn trace_sent(&mut self, targets: &[LinkId], frame: &[u8], ttl: Option<u16>) {
-        let Ok(Some((mut frame, _))) = protocol::decode(frame) else {
-            return;
-        };
-        if let (Some(ttl), Frame::KeyFlood(flood) | Frame::TopoFlood(flood)) = (ttl, &mut frame) {
-            flood.ttl = ttl;
-        }
-        let fields = FrameFields::of(&frame);
-        for &target in targets {
-            // A link the sending itself closed got nothing.
-            if self.servent.link_addresses(target).is_some() {
-                self.trace_frame(target, EventKind::Sent, fields.clone());
-            }
-        }
-    }
-
-    /// [`Driver::trace_handled`] for a KEYFLOOD of the fast path, given its bytes.
-    #[inline(never)]
-    fn trace_key_flood(&mut self, link: LinkId, frame: &[u8]) {
-        if let Some(flood) = KeyFloodRef::parse(frame) {
-            self.trace_handled(link, FrameFields::of_key_flood(&flood));
-        }
-    }
-
-    /// A frame just handed to the servent on `link`, and what it decided about it: the
-    /// query a client's request became, and why a query went no further.
-    fn trace_handled(&mut self, link: LinkId, frame: FrameFields) {
-        let mut received = self.link_event(link, EventKind::Received);
-        received.query = frame.flood_query();
-        received.frame = Some(frame);
-        let mut dropped = Vec::new();
-        while let Some(verdict) = self.servent.poll_verdict() {
-            match verdict {
-                Verdict::Started(query) => received.query = Some(query.to_string()),
-                Verdict::Dropped(query, reason) => dropped.push(TraceEvent {
-                    event: EventKind::Dropped,
-                    query: Some(query.to_string()),
-                    reason: Some(reason.name().to_string()),
-                    ..received.clone()
-                }),
-            }
-        }
-        self.record(received);
-        for event in dropped {
-            self.record(event);
-        }
-    }
-
-    /// A link closed for `reason` (before it is gone, so its addresses are known).
-    fn trace_drop(&mut self, link: LinkId, reason: &str) {
-        if self.tracer.is_none() {
-            return;
-        }
-        let event = TraceEvent {
-            reason: Some(reason.to_string()),
-            ..self.link_event(link, EventKind::Dropped)
-        };
-        self.record(event);
     }
 
     fn fire_timers(&mut self, now: Instant) {
