@@ -1,39 +1,50 @@
 //! Answers: closed-loop key lookups against one servent and against the minimal
 //! answerer, measured from the client side; the same generator also times the line of 5.
 //!
-//! The load generator speaks the protocol with `C` virtual clients:
+//! The load generator speaks the protocol with `C` virtual clients, each one like a real
+//! client:
 //!
-//! - each virtual client has its own TCP connection to the servent (`ID(reply port)`
-//!   first) and exactly one query outstanding: when the RESP for its KEYREQ arrives it
-//!   sends the next one (closed loop), for a random key;
-//! - all virtual clients share ONE reply listener, so they share one reply address, as
-//!   many users behind one client would; their sequence numbers come from disjoint ranges
-//!   (`seq = client_index << n_bits | n`), so `(ip, port, seq)` never repeats in the run;
-//! - every reply connection is accepted, exactly one RESP is read from it, and we close
-//!   it (the servent waits for us to close first, so the TIME_WAIT of every answer lands
-//!   on our side of loopback);
-//! - each RESP is matched to its query by seq and its value checked against the key's.
+//! - each virtual client has its own reply listener (its own reply address), its own
+//!   TCP connection to the servent (`ID(its reply port)` first) and exactly one query
+//!   outstanding: when the answer to its KEYREQ is whole it sends the next one (closed
+//!   loop), for a random key;
+//! - sequence numbers come from disjoint ranges (`seq = client_index << n_bits | n`, every
+//!   client of the run a different index), so `(ip, port, seq)` never repeats in a run;
+//! - two kinds of client, each level run once per kind:
+//!   - `close`: accepts a reply connection, reads exactly one RESP, closes it (the
+//!     reference clients). The answer is whole when its RESP is;
+//!   - `eof`: accepts, reads until the other end closes, then closes. The answer is
+//!     whole only at that end of stream: its latency ends there, and only then does the
+//!     client send its next query. A servent that lingers after its RESP shows here;
+//! - each RESP is matched to its query by seq, its value checked against the key's, and
+//!   it must come to the reply listener of the client that asked.
+//!
+//! The minimal answerer (`baseline.rs`) closes each answer connection as soon as its
+//! RESP is written, as a servent must be able to; each figure is the servent's beside
+//! the answerer's for the same clients and kind.
 //!
 //! A level is a warm-up, the measured window, then a drain: no new queries, and up to
-//! 5 s for the answers still owed. A query not answered within 5 s is lost; an answer
-//! twice, a wrong value or any unexpected byte is an error. The generator is one
-//! single-threaded `mio` loop over non-blocking sockets.
+//! 5 s for the answers still owed. Answers/s counts the answers whole within the window;
+//! latency quantiles count those and the queries still open at its end (answered in the
+//! drain, or lost: infinitely slow), so a query stuck across the window is not left out.
+//! A query not answered within 5 s is lost; an answer twice, a wrong value, an answer at
+//! the wrong reply address or any unexpected byte is an error.
+//!
+//! The generator is one single-threaded `mio` loop over non-blocking sockets.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{
-    Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener as StdListener, TcpStream as StdStream,
-};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener as StdListener, TcpStream as StdStream};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, Socket, Type};
 use tp3kv::protocol::{decode, Frame, Text};
 
 use crate::procs::{own_cpu_time, share, stop_all, Process, TempDir};
-use crate::{Figure, Report, Settings};
+use crate::{format_ratio, Figure, Report, Settings};
 
 /// A query not answered within this long is counted lost (and its client moves on).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,13 +52,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(5);
 /// Longest poll wait, so timeouts and the level's end are noticed promptly.
 const TICK: Duration = Duration::from_millis(20);
-/// Backlog of the reply listener (the kernel caps it at `net.core.somaxconn`).
-const REPLY_BACKLOG: i32 = 4096;
-
-/// The reply listener's token; virtual clients are `Token(index)`, reply connections
-/// `Token(REPLY_BASE + n)`.
-const LISTENER: Token = Token(usize::MAX);
-const REPLY_BASE: usize = 1 << 40;
+/// Virtual clients are `Token(index)`, their reply listeners `Token(LISTENER_BASE +
+/// index)`, reply connections `Token(REPLY_BASE + n)`.
+const LISTENER_BASE: usize = 1 << 40;
+const REPLY_BASE: usize = 1 << 41;
 
 /// How long a level warms up, then is measured.
 pub struct Timing {
@@ -55,8 +63,45 @@ pub struct Timing {
     pub secs: Duration,
 }
 
-/// One servent and the minimal answerer, level by level: the baseline first, then the
-/// servent, with the same number of clients.
+/// The parts of a level.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Nothing counts but correctness.
+    WarmUp,
+    /// Answers count towards answers/s and latency, losses towards latency.
+    Window,
+    /// No new queries; the answers to those still open count towards latency.
+    Drain,
+}
+
+/// How a virtual client reads its reply connections.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// Reads exactly one RESP, then closes: the answer is whole with its RESP.
+    Close,
+    /// Reads until end of stream, then closes: the answer is whole at end of stream.
+    Eof,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Close => "close",
+            Kind::Eof => "eof",
+        })
+    }
+}
+
+const KINDS: [Kind; 2] = [Kind::Close, Kind::Eof];
+
+/// The clients a run of the `answers` section gives each of its generators at most:
+/// every level once per kind.
+pub fn clients_per_generator(levels: &[usize]) -> usize {
+    KINDS.len() * levels.iter().sum::<usize>()
+}
+
+/// One servent and the minimal answerer, kind by kind and level by level: the baseline
+/// first, then the servent, with the same number of clients of the same kind.
 pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<(), String> {
     let keys = KeySet::new(settings.keys);
     let store = dir.write("keys.kv", &keys.kv_file())?;
@@ -71,57 +116,65 @@ pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<()
     probe(servent.addr, &keys, Duration::from_secs(10))?;
 
     println!(
-        "answers: one servent and the minimal answerer, {} keys; per level {:?} warm-up, \
-         {:?} measured",
+        "answers: one servent and the minimal answerer, {} keys; each client with its own \
+         reply address; per level {:?} warm-up, {:?} measured",
         settings.keys, settings.timing.warmup, settings.timing.secs
     );
-    let total_clients = settings.levels.iter().sum();
+    let total_clients = clients_per_generator(&settings.levels);
     let mut base_gen = Generator::new(
         baseline.addr,
         baseline.addr.port(),
         keys.clone(),
         total_clients,
     )?;
-    let mut serv_gen = Generator::new(servent.addr, servent.addr.port(), keys, total_clients)?;
+    let mut serv_gen = Generator::new(
+        servent.addr,
+        servent.addr.port(),
+        keys.clone(),
+        total_clients,
+    )?;
     LevelReport::print_header("CPU server");
-    for &clients in &settings.levels {
-        let base = base_gen.run_level(clients, &settings.timing, &[&baseline])?;
-        base.print_row("baseline");
-        let ours = serv_gen.run_level(clients, &settings.timing, &[&servent])?;
-        ours.print_row("servent");
-        let rate_ratio = ours.rate() / base.rate();
-        let p50_ratio = match (ours.latency_ms(0.5), base.latency_ms(0.5)) {
-            (Some(o), Some(b)) => Some(o / b),
-            _ => None,
-        };
-        println!(
-            "{:>9} {:>7} {:>10} {:>8}",
-            "ratio",
-            "",
-            format!("{rate_ratio:.2}"),
-            p50_ratio.map_or("-".into(), |r| format!("{r:.2}"))
-        );
-        report.problems.extend(
-            base.problems()
-                .into_iter()
-                .map(|p| format!("baseline: {p}")),
-        );
-        report.problems.extend(ours.problems());
-        report.figures.push(Figure::ratio(
-            format!("answers/s, {clients} client(s)"),
-            ours.rate(),
-            base.rate(),
-            "/s",
-            (clients == 16).then_some((0.9, true)),
-        ));
-        if let (Some(o), Some(b)) = (ours.latency_ms(0.5), base.latency_ms(0.5)) {
+    for kind in KINDS {
+        for &clients in &settings.levels {
+            let base = base_gen.run_level(clients, kind, &settings.timing, &[&baseline])?;
+            base.print_row("baseline");
+            let ours = serv_gen.run_level(clients, kind, &settings.timing, &[&servent])?;
+            ours.print_row("servent");
+            let rate_ratio = ours.rate() / base.rate();
+            let p50_ratio = match (ours.latency_ms(0.5), base.latency_ms(0.5)) {
+                (Some(o), Some(b)) => Some(o / b),
+                _ => None,
+            };
+            println!(
+                "{:>9} {:>7} {:>5} {:>10} {:>8}",
+                "ratio",
+                "",
+                "",
+                format_ratio(rate_ratio),
+                p50_ratio.map_or("-".into(), format_ratio)
+            );
+            report.problems.extend(
+                base.problems()
+                    .into_iter()
+                    .map(|p| format!("baseline: {p}")),
+            );
+            report.problems.extend(ours.problems());
             report.figures.push(Figure::ratio(
-                format!("p50 latency ms, {clients} client(s)"),
-                o,
-                b,
-                " ms",
-                (clients == 1).then_some((1.2, false)),
+                format!("answers/s, {clients} client(s) ({kind})"),
+                ours.rate(),
+                base.rate(),
+                "/s",
+                (clients == 16).then_some((0.9, true)),
             ));
+            if let (Some(o), Some(b)) = (ours.latency_ms(0.5), base.latency_ms(0.5)) {
+                report.figures.push(Figure::ratio(
+                    format!("p50 latency ms, {clients} client(s) ({kind})"),
+                    o,
+                    b,
+                    " ms",
+                    (clients == 1 && kind == Kind::Close).then_some((1.2, false)),
+                ));
+            }
         }
     }
     drop(base_gen);
@@ -133,7 +186,7 @@ pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<()
 }
 
 /// Times lookups across a line `s1 – … – s5` (keys only on `s5`, the client on `s1`)
-/// and across four raw relays in front of the minimal answerer.
+/// and across four raw relays in front of the minimal answerer: one `close` client.
 pub fn run_line(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<(), String> {
     const HOPS: usize = 5;
     let keys = KeySet::new(settings.keys);
@@ -190,9 +243,14 @@ pub fn run_line(settings: &Settings, dir: &TempDir, report: &mut Report) -> Resu
     let mut serv_gen = Generator::new(entry, far.port(), keys, 1)?;
     LevelReport::print_header("CPU s1..s5");
     let all_relays: Vec<&Process> = relays.iter().chain([&answerer]).collect();
-    let base = base_gen.run_level(1, &settings.timing, &all_relays)?;
+    let base = base_gen.run_level(1, Kind::Close, &settings.timing, &all_relays)?;
     base.print_row("baseline");
-    let ours = serv_gen.run_level(1, &settings.timing, &servents.iter().collect::<Vec<_>>())?;
+    let ours = serv_gen.run_level(
+        1,
+        Kind::Close,
+        &settings.timing,
+        &servents.iter().collect::<Vec<_>>(),
+    )?;
     ours.print_row("servents");
     report.problems.extend(
         base.problems()
@@ -323,8 +381,12 @@ struct Pending {
     sent: Instant,
 }
 
-/// A virtual client: its connection to the servent and its one outstanding query.
+/// A virtual client: its reply listener, its connection to the servent and its one
+/// outstanding query.
 struct VClient {
+    kind: Kind,
+    /// `None` once closed (its level is over).
+    listener: Option<TcpListener>,
     /// `None` once closed (its level is over, or the servent closed it).
     stream: Option<TcpStream>,
     outbuf: Vec<u8>,
@@ -335,27 +397,39 @@ struct VClient {
     gave_up: HashSet<u32>,
 }
 
-/// A reply connection the servent opened to us, until its RESP is read.
+/// A reply connection the servent opened to a client, until its answer is whole.
 struct Reply {
     stream: TcpStream,
     from: SocketAddr,
+    /// The client whose reply listener accepted it.
+    client: usize,
+    kind: Kind,
     buf: Vec<u8>,
+    /// `eof` clients: the RESP read, held until end of stream.
+    resp: Option<Frame>,
 }
 
 /// What happened during one level (warm-up, measurement and drain).
 #[derive(Default)]
 struct Tally {
     sent: u64,
-    /// Latency of each right answer received in the measured window, in microseconds.
+    /// Right answers whole in the measured window.
+    answered_in_window: u64,
+    /// Latency of each right answer whole in the measured window or the drain after it
+    /// (to a query open at the window's end), in microseconds.
     latencies_us: Vec<u64>,
     lost: u64,
+    /// Queries counted lost in the window or the drain: infinitely slow, in quantiles.
+    lost_measured: u64,
     /// Answers to queries already counted lost.
     late: u64,
     duplicates: u64,
     wrong_values: u64,
+    /// Answers that came to another client's reply address than the one that asked.
+    misdirected: u64,
     /// A RESP whose seq we never sent, a frame that is not a RESP, or bytes after it.
     unexpected: u64,
-    /// Reply connections that closed or broke before a whole RESP.
+    /// Reply connections that closed or broke before their answer was whole.
     broken_replies: u64,
     accept_errors: u64,
     /// Client connections the servent closed, or that failed.
@@ -364,12 +438,10 @@ struct Tally {
     from_other_port: u64,
 }
 
-/// The load generator: virtual clients, the shared reply listener, one `mio` loop.
+/// The load generator: virtual clients with their reply listeners, one `mio` loop.
 struct Generator {
     poll: Poll,
     events: Option<Events>,
-    listener: TcpListener,
-    reply_port: u16,
     entry: SocketAddrV4,
     /// The listening port of the servent that answers (an answer from any other port
     /// was sent from an ephemeral port).
@@ -383,8 +455,8 @@ struct Generator {
     n_bits: u32,
     /// Whether an answered client sends its next query.
     sending: bool,
-    /// Whether answers count towards throughput and latency.
-    measuring: bool,
+    /// Where the level is: what an answer or a loss counts towards.
+    phase: Phase,
     tally: Tally,
     rng: u64,
     read_buf: Box<[u8]>,
@@ -397,29 +469,12 @@ impl Generator {
         keys: KeySet,
         total_clients: usize,
     ) -> Result<Generator, String> {
-        let io_err =
-            |what: &'static str| move |e: io::Error| format!("reply listener: {what}: {e}");
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-            .map_err(io_err("socket"))?;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        socket.bind(&addr.into()).map_err(io_err("bind"))?;
-        socket.listen(REPLY_BACKLOG).map_err(io_err("listen"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(io_err("nonblocking"))?;
-        let mut listener = TcpListener::from_std(socket.into());
-        let reply_port = listener.local_addr().map_err(io_err("address"))?.port();
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(io_err("register"))?;
         // Enough high bits to tell every client of the run apart; the rest count queries.
         let index_bits = usize::BITS - total_clients.saturating_sub(1).leading_zeros();
         Ok(Generator {
             poll,
             events: Some(Events::with_capacity(1024)),
-            listener,
-            reply_port,
             entry,
             answer_port,
             keys,
@@ -429,24 +484,27 @@ impl Generator {
             next_reply: REPLY_BASE,
             n_bits: 32 - index_bits,
             sending: false,
-            measuring: false,
+            phase: Phase::WarmUp,
             tally: Tally::default(),
             rng: 0x9E37_79B9_7F4A_7C15,
             read_buf: vec![0; 4096].into_boxed_slice(),
         })
     }
 
-    /// Runs one level of `clients` virtual clients: warm-up, measurement, drain.
+    /// Runs one level of `clients` virtual clients of `kind`: warm-up, measurement,
+    /// drain.
     fn run_level(
         &mut self,
         clients: usize,
+        kind: Kind,
         timing: &Timing,
         servents: &[&Process],
     ) -> Result<LevelReport, String> {
         self.tally = Tally::default();
+        self.phase = Phase::WarmUp;
         let first = self.clients.len();
         for _ in 0..clients {
-            self.add_client()?;
+            self.add_client(kind)?;
         }
         self.active = first..first + clients;
         self.sending = true;
@@ -456,12 +514,13 @@ impl Generator {
         self.run_until(Instant::now() + timing.warmup)?;
 
         self.tally.latencies_us.clear();
+        self.tally.lost_measured = 0;
         let servent_cpu0: Vec<Duration> = servents.iter().map(|s| s.cpu_time()).collect();
         let own_cpu0 = own_cpu_time();
         let start = Instant::now();
-        self.measuring = true;
+        self.phase = Phase::Window;
         self.run_until(start + timing.secs)?;
-        self.measuring = false;
+        self.phase = Phase::Drain;
         let elapsed = start.elapsed();
         let servent_cpu: Vec<f64> = servents
             .iter()
@@ -479,16 +538,18 @@ impl Generator {
         }
         for index in self.active.clone() {
             let client = &mut self.clients[index];
-            if let Some(pending) = client.pending.take() {
-                self.tally.lost += 1;
-                client.gave_up.insert(pending.n);
-            }
             client.stream = None;
+            client.listener = None;
+            if let Some(pending) = client.pending.take() {
+                client.gave_up.insert(pending.n);
+                self.count_lost();
+            }
         }
         let mut tally = std::mem::take(&mut self.tally);
         tally.latencies_us.sort_unstable();
         Ok(LevelReport {
             clients,
+            kind,
             elapsed,
             tally,
             servent_cpu,
@@ -503,14 +564,34 @@ impl Generator {
             .count()
     }
 
-    /// Connects a new virtual client to the servent and introduces it with its ID.
-    fn add_client(&mut self) -> Result<(), String> {
-        let fail = |e: io::Error| format!("client connection to {}: {e}", self.entry);
-        let std_stream = StdStream::connect(self.entry).map_err(fail)?;
-        std_stream.set_nodelay(true).map_err(fail)?;
-        std_stream.set_nonblocking(true).map_err(fail)?;
-        let mut stream = TcpStream::from_std(std_stream);
+    /// Opens a new virtual client's reply listener, connects it to the servent and
+    /// introduces it with its ID.
+    fn add_client(&mut self, kind: Kind) -> Result<(), String> {
         let index = self.clients.len();
+        let fail = |what: &'static str| move |e: io::Error| format!("client {what}: {e}");
+        let std_listener = StdListener::bind("127.0.0.1:0").map_err(fail("reply listener"))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(fail("reply listener"))?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let reply_port = listener
+            .local_addr()
+            .map_err(fail("reply listener"))?
+            .port();
+        self.poll
+            .registry()
+            .register(
+                &mut listener,
+                Token(LISTENER_BASE + index),
+                Interest::READABLE,
+            )
+            .map_err(fail("reply listener"))?;
+        let std_stream = StdStream::connect(self.entry).map_err(fail("connection"))?;
+        std_stream.set_nodelay(true).map_err(fail("connection"))?;
+        std_stream
+            .set_nonblocking(true)
+            .map_err(fail("connection"))?;
+        let mut stream = TcpStream::from_std(std_stream);
         self.poll
             .registry()
             .register(
@@ -518,13 +599,12 @@ impl Generator {
                 Token(index),
                 Interest::READABLE | Interest::WRITABLE,
             )
-            .map_err(fail)?;
+            .map_err(fail("connection"))?;
         self.clients.push(VClient {
+            kind,
+            listener: Some(listener),
             stream: Some(stream),
-            outbuf: Frame::Id {
-                port: self.reply_port,
-            }
-            .to_bytes(),
+            outbuf: Frame::Id { port: reply_port }.to_bytes(),
             next_n: 0,
             pending: None,
             gave_up: HashSet::new(),
@@ -555,8 +635,8 @@ impl Generator {
         }
         for event in events.iter() {
             match event.token() {
-                LISTENER => self.accept_replies(),
                 token if token.0 >= REPLY_BASE => self.read_reply(token),
+                token if token.0 >= LISTENER_BASE => self.accept_replies(token.0 - LISTENER_BASE),
                 Token(index) => {
                     if event.is_writable() {
                         self.flush(index);
@@ -641,9 +721,17 @@ impl Generator {
         }
     }
 
-    fn accept_replies(&mut self) {
+    /// Accepts the reply connections waiting at client `index`'s listener.
+    fn accept_replies(&mut self, index: usize) {
         loop {
-            match self.listener.accept() {
+            let Some(client) = self.clients.get(index) else {
+                return;
+            };
+            let Some(listener) = client.listener.as_ref() else {
+                return;
+            };
+            let kind = client.kind;
+            match listener.accept() {
                 Ok((mut stream, from)) => {
                     let token = Token(self.next_reply);
                     self.next_reply += 1;
@@ -661,7 +749,10 @@ impl Generator {
                         Reply {
                             stream,
                             from,
+                            client: index,
+                            kind,
                             buf: Vec::new(),
+                            resp: None,
                         },
                     );
                     // The RESP is usually there already.
@@ -677,8 +768,9 @@ impl Generator {
         }
     }
 
-    /// Reads a reply connection until its RESP is whole, then closes it (dropping a
-    /// `mio` stream closes the descriptor, which also takes it out of the epoll set).
+    /// Reads a reply connection until its answer is whole, then closes it (dropping a
+    /// `mio` stream closes the descriptor, which also takes it out of the epoll set):
+    /// for a `close` client when its RESP is whole, for an `eof` client at end of stream.
     fn read_reply(&mut self, token: Token) {
         loop {
             let Some(reply) = self.replies.get_mut(&token) else {
@@ -686,21 +778,38 @@ impl Generator {
             };
             match reply.stream.read(&mut self.read_buf) {
                 Ok(0) => {
+                    let reply = self.replies.remove(&token).unwrap();
+                    match reply.resp {
+                        // An `eof` client's answer is whole now.
+                        Some(frame) => self.answer(frame, reply.from, reply.client),
+                        None => self.tally.broken_replies += 1,
+                    }
+                    return;
+                }
+                Ok(_) if reply.resp.is_some() => {
+                    // Bytes after the RESP.
                     self.replies.remove(&token);
-                    self.tally.broken_replies += 1;
+                    self.tally.unexpected += 1;
                     return;
                 }
                 Ok(n) => {
                     reply.buf.extend_from_slice(&self.read_buf[..n]);
                     match decode(&reply.buf) {
                         Ok(None) => {}
-                        Ok(Some((frame, used))) => {
+                        Ok(Some((_, used))) if used < reply.buf.len() => {
+                            // Bytes after the RESP.
+                            self.replies.remove(&token);
+                            self.tally.unexpected += 1;
+                            return;
+                        }
+                        Ok(Some((frame, _))) if reply.kind == Kind::Eof => {
+                            // Whole at end of stream: read on.
+                            reply.resp = Some(frame);
+                        }
+                        Ok(Some((frame, _))) => {
                             let reply = self.replies.remove(&token).unwrap();
                             drop(reply.stream);
-                            if used < reply.buf.len() {
-                                self.tally.unexpected += 1;
-                            }
-                            return self.answer(frame, reply.from);
+                            return self.answer(frame, reply.from, reply.client);
                         }
                         Err(_) => {
                             self.replies.remove(&token);
@@ -720,8 +829,9 @@ impl Generator {
         }
     }
 
-    /// Matches an answer to its query; the client then sends its next one.
-    fn answer(&mut self, frame: Frame, from: SocketAddr) {
+    /// Matches an answer, whole, that came to client `at`'s reply listener to its query;
+    /// the client then sends its next one.
+    fn answer(&mut self, frame: Frame, from: SocketAddr, at: usize) {
         let received = Instant::now();
         let Frame::Resp { seq, value } = frame else {
             self.tally.unexpected += 1;
@@ -738,14 +848,20 @@ impl Generator {
             self.tally.unexpected += 1;
             return;
         };
+        if index != at {
+            self.tally.misdirected += 1;
+        }
         match &client.pending {
             Some(pending) if pending.n == n => {
                 if value.as_bytes() != self.keys.values[pending.key] {
                     self.tally.wrong_values += 1;
                 }
-                if self.measuring {
+                if self.phase != Phase::WarmUp {
                     let latency = received.duration_since(pending.sent);
                     self.tally.latencies_us.push(latency.as_micros() as u64);
+                }
+                if self.phase == Phase::Window {
+                    self.tally.answered_in_window += 1;
                 }
                 client.pending = None;
                 if self.sending && client.stream.is_some() {
@@ -755,6 +871,14 @@ impl Generator {
             _ if client.gave_up.remove(&n) => self.tally.late += 1,
             _ if n < client.next_n => self.tally.duplicates += 1,
             _ => self.tally.unexpected += 1,
+        }
+    }
+
+    /// Counts a query lost; in the window or the drain, it is an infinite latency.
+    fn count_lost(&mut self) {
+        self.tally.lost += 1;
+        if self.phase != Phase::WarmUp {
+            self.tally.lost_measured += 1;
         }
     }
 
@@ -771,8 +895,8 @@ impl Generator {
             }
             client.gave_up.insert(pending.n);
             client.pending = None;
-            self.tally.lost += 1;
-            if self.sending && client.stream.is_some() {
+            self.count_lost();
+            if self.sending && self.clients[index].stream.is_some() {
                 self.send_next(index);
             }
         }
@@ -790,6 +914,7 @@ impl Generator {
 /// One row of the table.
 struct LevelReport {
     clients: usize,
+    kind: Kind,
     elapsed: Duration,
     tally: Tally,
     /// CPU used in the measured window, per servent, as a share of one core.
@@ -801,6 +926,7 @@ impl LevelReport {
     fn errors(&self) -> u64 {
         let t = &self.tally;
         t.wrong_values
+            + t.misdirected
             + t.unexpected
             + t.broken_replies
             + t.accept_errors
@@ -810,21 +936,31 @@ impl LevelReport {
 
     /// Right answers per second in the measured window.
     pub fn rate(&self) -> f64 {
-        self.tally.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+        self.tally.answered_in_window as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// The `q` quantile of latency, in milliseconds (`None` without answers).
+    /// The `q` quantile of latency, in milliseconds (`None` without answers or losses):
+    /// infinite if it falls among the queries lost.
     pub fn latency_ms(&self, q: f64) -> Option<f64> {
         let sorted = &self.tally.latencies_us;
-        let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
-        sorted.get(at).map(|&us| us as f64 / 1000.0)
+        let count = sorted.len() + self.tally.lost_measured as usize;
+        if count == 0 {
+            return None;
+        }
+        let at = ((count as f64 * q).ceil() as usize).clamp(1, count) - 1;
+        Some(
+            sorted
+                .get(at)
+                .map_or(f64::INFINITY, |&us| us as f64 / 1000.0),
+        )
     }
 
     pub fn print_header(cpu_label: &str) {
         println!(
-            "{:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>9} {:>13} {:>9}",
+            "{:>9} {:>7} {:>5} {:>10} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>9} {:>13} {:>9}",
             "",
             "clients",
+            "kind",
             "answers/s",
             "p50 ms",
             "p99 ms",
@@ -842,6 +978,7 @@ impl LevelReport {
         let t = &self.tally;
         let ms = |q: f64| match self.latency_ms(q) {
             None => "-".to_string(),
+            Some(ms) if ms.is_infinite() => "lost".to_string(),
             Some(ms) => format!("{ms:.3}"),
         };
         let answers = t.from_servent_port + t.from_other_port;
@@ -861,9 +998,10 @@ impl LevelReport {
             .join("/")
             + "%";
         println!(
-            "{:>9} {:>7} {:>10.0} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>9} {:>13} {:>8.0}%",
+            "{:>9} {:>7} {:>5} {:>10.0} {:>8} {:>8} {:>8} {:>5} {:>4} {:>6} {:>9} {:>13} {:>8.0}%",
             label,
             self.clients,
+            self.kind.to_string(),
             self.rate(),
             ms(0.5),
             ms(0.99),
@@ -880,14 +1018,33 @@ impl LevelReport {
     /// What went wrong in this level, one line each.
     pub fn problems(&self) -> Vec<String> {
         let t = &self.tally;
-        let c = self.clients;
-        [
+        let mut problems = self.problems_but_losses();
+        for (count, what) in [
             (t.lost, "queries lost (no answer within 5 s)"),
-            (t.duplicates, "duplicate answers"),
             (t.late, "answers after their query was counted lost"),
+        ] {
+            if count > 0 {
+                problems.push(format!("{}: {count} {what}", self.who()));
+            }
+        }
+        problems
+    }
+
+    /// What went wrong, but for queries lost and answers late.
+    pub fn problems_but_losses(&self) -> Vec<String> {
+        let t = &self.tally;
+        [
+            (t.duplicates, "duplicate answers"),
             (t.wrong_values, "answers with a wrong value"),
+            (
+                t.misdirected,
+                "answers at another client's reply address than the one that asked",
+            ),
             (t.unexpected, "unexpected frames or bytes"),
-            (t.broken_replies, "reply connections closed before a RESP"),
+            (
+                t.broken_replies,
+                "reply connections closed or broken before their answer was whole",
+            ),
             (t.accept_errors, "reply connections we failed to accept"),
             (
                 t.client_links_lost,
@@ -896,7 +1053,11 @@ impl LevelReport {
         ]
         .into_iter()
         .filter(|(count, _)| *count > 0)
-        .map(|(count, what)| format!("{c} clients: {count} {what}"))
+        .map(|(count, what)| format!("{}: {count} {what}", self.who()))
         .collect()
+    }
+
+    fn who(&self) -> String {
+        format!("{} {} clients", self.clients, self.kind)
     }
 }
