@@ -30,20 +30,32 @@
 //! A query not answered within 5 s is lost; an answer twice, a wrong value, an answer at
 //! the wrong reply address or any unexpected byte is an error.
 //!
+//! Then the hostile address: a fresh servent, 16 `close` clients measured once alone and
+//! once beside a hostile reply address, the other clients' p99 latency compared. The
+//! hostile address is a client connection saying `ID(H)`, H a listener that accepts its
+//! answer connections and never reads them (nor closes them, for 3 s), and asking at a
+//! steady 2000 KEYREQ/s (keys the servent holds) through the warm-up and the measured
+//! window. Its answers are not checked; the other clients' are, except that a loss among
+//! them there is not an error but an infinite latency (a target missed).
+//!
 //! The generator is one single-threaded `mio` loop over non-blocking sockets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{
+    Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener as StdListener, TcpStream as StdStream,
+};
 use std::ops::Range;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 use tp3kv::protocol::{decode, Frame, Text};
 
-use crate::procs::{own_cpu_time, share, stop_all, Process, TempDir};
+use crate::procs::{own_cpu_time, share, stop_all, stop_all_lossy, Process, TempDir};
 use crate::{format_ratio, Figure, Report, Settings};
 
 /// A query not answered within this long is counted lost (and its client moves on).
@@ -52,6 +64,20 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(5);
 /// Longest poll wait, so timeouts and the level's end are noticed promptly.
 const TICK: Duration = Duration::from_millis(20);
+/// Longest poll wait while the hostile address is asking, so its stream stays steady.
+const HOSTILE_TICK: Duration = Duration::from_millis(2);
+
+/// The hostile scenario: its clients, and its hostile address's KEYREQs per second.
+const HOSTILE_CLIENTS: usize = 16;
+const HOSTILE_RATE: f64 = 2000.0;
+/// At most this many hostile KEYREQs in one level, whatever its length.
+const HOSTILE_MAX: u64 = 100_000;
+/// How long the hostile listener holds an answer connection unread before closing it:
+/// longer than any servent should wait for a client, so to the servent it never closes.
+const HOSTILE_HOLD: Duration = Duration::from_secs(3);
+/// Backlog of the hostile listener (the kernel caps it at `net.core.somaxconn`).
+const HOSTILE_BACKLOG: i32 = 4096;
+
 /// Virtual clients are `Token(index)`, their reply listeners `Token(LISTENER_BASE +
 /// index)`, reply connections `Token(REPLY_BASE + n)`.
 const LISTENER_BASE: usize = 1 << 40;
@@ -95,13 +121,14 @@ impl fmt::Display for Kind {
 const KINDS: [Kind; 2] = [Kind::Close, Kind::Eof];
 
 /// The clients a run of the `answers` section gives each of its generators at most:
-/// every level once per kind.
+/// every level once per kind. (The hostile scenario has its own generator.)
 pub fn clients_per_generator(levels: &[usize]) -> usize {
     KINDS.len() * levels.iter().sum::<usize>()
 }
 
 /// One servent and the minimal answerer, kind by kind and level by level: the baseline
-/// first, then the servent, with the same number of clients of the same kind.
+/// first, then the servent, with the same number of clients of the same kind. Then the
+/// hostile address, against a fresh servent.
 pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<(), String> {
     let keys = KeySet::new(settings.keys);
     let store = dir.write("keys.kv", &keys.kv_file())?;
@@ -136,9 +163,9 @@ pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<()
     LevelReport::print_header("CPU server");
     for kind in KINDS {
         for &clients in &settings.levels {
-            let base = base_gen.run_level(clients, kind, &settings.timing, &[&baseline])?;
+            let base = base_gen.run_level(clients, kind, &settings.timing, &[&baseline], None)?;
             base.print_row("baseline");
-            let ours = serv_gen.run_level(clients, kind, &settings.timing, &[&servent])?;
+            let ours = serv_gen.run_level(clients, kind, &settings.timing, &[&servent], None)?;
             ours.print_row("servent");
             let rate_ratio = ours.rate() / base.rate();
             let p50_ratio = match (ours.latency_ms(0.5), base.latency_ms(0.5)) {
@@ -182,6 +209,106 @@ pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<()
     println!();
     report.problems.extend(stop_all(vec![servent])?);
     drop(baseline);
+    println!();
+    run_hostile(settings, dir, &keys, &store, report)
+}
+
+/// 16 `close` clients of a fresh servent, alone and then beside a hostile reply address:
+/// the other clients' p99 latency with it, against without it.
+fn run_hostile(
+    settings: &Settings,
+    dir: &TempDir,
+    keys: &KeySet,
+    store: &Path,
+    report: &mut Report,
+) -> Result<(), String> {
+    let servent = Process::servent(
+        "servent-hostile",
+        &dir.0,
+        store,
+        &[],
+        &settings.servent_args,
+    )?;
+    probe(servent.addr, keys, Duration::from_secs(10))?;
+    println!(
+        "answers, hostile address: a fresh servent, {HOSTILE_CLIENTS} {} clients alone, then \
+         beside a reply address that accepts its answers and never reads them, asked for at \
+         {HOSTILE_RATE:.0} KEYREQ/s through warm-up and measurement",
+        Kind::Close
+    );
+    let mut gen = Generator::new(
+        servent.addr,
+        servent.addr.port(),
+        keys.clone(),
+        2 * HOSTILE_CLIENTS,
+    )?;
+    LevelReport::print_header("CPU server");
+    let quiet = gen.run_level(
+        HOSTILE_CLIENTS,
+        Kind::Close,
+        &settings.timing,
+        &[&servent],
+        None,
+    )?;
+    quiet.print_row("alone");
+    let hostile = gen.run_level(
+        HOSTILE_CLIENTS,
+        Kind::Close,
+        &settings.timing,
+        &[&servent],
+        Some(HOSTILE_RATE),
+    )?;
+    hostile.print_row("hostile");
+    if let Some(h) = &hostile.hostile {
+        println!("{h}");
+    }
+    let p99 = |r: &LevelReport| r.latency_ms(0.99);
+    if let (Some(o), Some(b)) = (p99(&hostile), p99(&quiet)) {
+        println!(
+            "{:>9} {:>7} {:>5} {:>10} {:>8} {:>8}",
+            "ratio",
+            "",
+            "",
+            "",
+            "",
+            format_ratio(o / b)
+        );
+    }
+    report.problems.extend(
+        quiet
+            .problems()
+            .into_iter()
+            .map(|p| format!("hostile scenario, alone: {p}")),
+    );
+    // Under attack, a lost or late answer is slowness (an infinite latency: the target
+    // is missed), not a broken answer.
+    report.problems.extend(
+        hostile
+            .problems_but_losses()
+            .into_iter()
+            .map(|p| format!("hostile scenario: {p}")),
+    );
+    if hostile.tally.lost + hostile.tally.late > 0 {
+        println!(
+            "hostile: the other clients lost {} queries, and {} answers came after their \
+             query was counted lost",
+            hostile.tally.lost, hostile.tally.late
+        );
+    }
+    if let (Some(o), Some(b)) = (p99(&hostile), p99(&quiet)) {
+        report.figures.push(Figure::ratio(
+            format!("p99 latency ms, {HOSTILE_CLIENTS} clients, hostile address"),
+            o,
+            b,
+            " ms",
+            Some((2.0, false)),
+        ));
+    }
+    drop(gen);
+    println!();
+    // The hostile address's answers may be lost (the servent gives up on them): only a
+    // clean exit is asked of it.
+    report.problems.extend(stop_all_lossy(vec![servent])?);
     Ok(())
 }
 
@@ -243,13 +370,14 @@ pub fn run_line(settings: &Settings, dir: &TempDir, report: &mut Report) -> Resu
     let mut serv_gen = Generator::new(entry, far.port(), keys, 1)?;
     LevelReport::print_header("CPU s1..s5");
     let all_relays: Vec<&Process> = relays.iter().chain([&answerer]).collect();
-    let base = base_gen.run_level(1, Kind::Close, &settings.timing, &all_relays)?;
+    let base = base_gen.run_level(1, Kind::Close, &settings.timing, &all_relays, None)?;
     base.print_row("baseline");
     let ours = serv_gen.run_level(
         1,
         Kind::Close,
         &settings.timing,
         &servents.iter().collect::<Vec<_>>(),
+        None,
     )?;
     ours.print_row("servents");
     report.problems.extend(
@@ -438,6 +566,161 @@ struct Tally {
     from_other_port: u64,
 }
 
+/// A hostile reply address: a client connection saying `ID(H)` that asks for keys at a
+/// steady rate, H a listener that accepts the answers and never reads them.
+struct Hostile {
+    /// Our client connection to the servent; `None` once the servent dropped it.
+    link: Option<StdStream>,
+    outbuf: Vec<u8>,
+    listener: StdListener,
+    addr: SocketAddr,
+    rate: f64,
+    start: Instant,
+    /// No KEYREQ after this (the end of the measured window), nor more than `max`.
+    until: Instant,
+    max: u64,
+    sent: u64,
+    /// Answer connections accepted and not read, with when; closed after [`HOSTILE_HOLD`].
+    held: VecDeque<(Instant, StdStream)>,
+    most_held: usize,
+    accepted: u64,
+    accept_errors: u64,
+    link_lost: bool,
+}
+
+impl Hostile {
+    fn start(entry: SocketAddrV4, rate: f64, until: Instant) -> Result<Hostile, String> {
+        let fail = |what: &'static str| move |e: io::Error| format!("hostile {what}: {e}");
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+            .map_err(fail("listener"))?;
+        socket
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .map_err(fail("bind"))?;
+        socket.listen(HOSTILE_BACKLOG).map_err(fail("listen"))?;
+        socket.set_nonblocking(true).map_err(fail("listener"))?;
+        let listener: StdListener = socket.into();
+        let addr = listener.local_addr().map_err(fail("listener"))?;
+        let link = StdStream::connect(entry).map_err(fail("connect"))?;
+        link.set_nodelay(true).map_err(fail("connect"))?;
+        link.set_nonblocking(true).map_err(fail("connect"))?;
+        let start = Instant::now();
+        let secs = until.saturating_duration_since(start).as_secs_f64();
+        Ok(Hostile {
+            link: Some(link),
+            outbuf: Frame::Id { port: addr.port() }.to_bytes(),
+            listener,
+            addr,
+            rate,
+            start,
+            until,
+            max: ((rate * secs).ceil() as u64).min(HOSTILE_MAX),
+            sent: 0,
+            held: VecDeque::new(),
+            most_held: 0,
+            accepted: 0,
+            accept_errors: 0,
+            link_lost: false,
+        })
+    }
+
+    fn asking(&self, now: Instant) -> bool {
+        self.link.is_some() && now < self.until && self.sent < self.max
+    }
+
+    /// Accepts what came, closes what was held long enough, sends the KEYREQs now due.
+    fn turn(&mut self, now: Instant, keys: &KeySet) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    self.accepted += 1;
+                    self.held.push_back((now, stream));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.accept_errors += 1;
+                    break;
+                }
+            }
+        }
+        self.most_held = self.most_held.max(self.held.len());
+        while self
+            .held
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= HOSTILE_HOLD)
+        {
+            self.held.pop_front();
+        }
+        if self.asking(now) {
+            let due =
+                ((now.duration_since(self.start).as_secs_f64() * self.rate) as u64).min(self.max);
+            while self.sent < due {
+                let key = keys.keys[self.sent as usize % keys.keys.len()].clone();
+                let seq = self.sent as u32;
+                Frame::KeyReq { seq, key }.encode(&mut self.outbuf);
+                self.sent += 1;
+            }
+        }
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let mut written = 0;
+        while written < self.outbuf.len() {
+            match link.write(&self.outbuf[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.link = None;
+                    self.link_lost = true;
+                    return;
+                }
+            }
+        }
+        self.outbuf.drain(..written);
+    }
+
+    fn summary(&self) -> HostileSummary {
+        HostileSummary {
+            addr: self.addr,
+            sent: self.sent,
+            accepted: self.accepted,
+            most_held: self.most_held,
+            accept_errors: self.accept_errors,
+            link_lost: self.link_lost,
+        }
+    }
+}
+
+/// What the hostile address did in a level.
+struct HostileSummary {
+    addr: SocketAddr,
+    sent: u64,
+    accepted: u64,
+    most_held: usize,
+    accept_errors: u64,
+    link_lost: bool,
+}
+
+impl fmt::Display for HostileSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hostile address {}: {} KEYREQs sent, {} answer connections accepted and never \
+             read (at most {} held at once)",
+            self.addr, self.sent, self.accepted, self.most_held
+        )?;
+        if self.accept_errors > 0 {
+            write!(f, ", {} accept errors", self.accept_errors)?;
+        }
+        if self.link_lost {
+            write!(f, "; the servent dropped its client connection")?;
+        }
+        Ok(())
+    }
+}
+
 /// The load generator: virtual clients with their reply listeners, one `mio` loop.
 struct Generator {
     poll: Poll,
@@ -457,6 +740,7 @@ struct Generator {
     sending: bool,
     /// Where the level is: what an answer or a loss counts towards.
     phase: Phase,
+    hostile: Option<Hostile>,
     tally: Tally,
     rng: u64,
     read_buf: Box<[u8]>,
@@ -485,6 +769,7 @@ impl Generator {
             n_bits: 32 - index_bits,
             sending: false,
             phase: Phase::WarmUp,
+            hostile: None,
             tally: Tally::default(),
             rng: 0x9E37_79B9_7F4A_7C15,
             read_buf: vec![0; 4096].into_boxed_slice(),
@@ -492,13 +777,15 @@ impl Generator {
     }
 
     /// Runs one level of `clients` virtual clients of `kind`: warm-up, measurement,
-    /// drain.
+    /// drain; with `hostile`, a hostile reply address asking at that rate until the
+    /// measurement ends.
     fn run_level(
         &mut self,
         clients: usize,
         kind: Kind,
         timing: &Timing,
         servents: &[&Process],
+        hostile: Option<f64>,
     ) -> Result<LevelReport, String> {
         self.tally = Tally::default();
         self.phase = Phase::WarmUp;
@@ -507,6 +794,10 @@ impl Generator {
             self.add_client(kind)?;
         }
         self.active = first..first + clients;
+        if let Some(rate) = hostile {
+            let until = Instant::now() + timing.warmup + timing.secs;
+            self.hostile = Some(Hostile::start(self.entry, rate, until)?);
+        }
         self.sending = true;
         for index in self.active.clone() {
             self.send_next(index);
@@ -545,6 +836,7 @@ impl Generator {
                 self.count_lost();
             }
         }
+        let hostile = self.hostile.take().map(|h| h.summary());
         let mut tally = std::mem::take(&mut self.tally);
         tally.latencies_us.sort_unstable();
         Ok(LevelReport {
@@ -554,6 +846,7 @@ impl Generator {
             tally,
             servent_cpu,
             own_cpu,
+            hostile,
         })
     }
 
@@ -622,8 +915,12 @@ impl Generator {
         }
     }
 
-    /// One poll and everything it reported, then the query timeouts.
-    fn turn(&mut self, timeout: Duration) -> Result<(), String> {
+    /// One poll and everything it reported, then the query timeouts and the hostile
+    /// address's turn.
+    fn turn(&mut self, mut timeout: Duration) -> Result<(), String> {
+        if self.hostile.is_some() {
+            timeout = timeout.min(HOSTILE_TICK);
+        }
         let mut events = self.events.take().expect("events are put back every turn");
         let polled = self.poll.poll(&mut events, Some(timeout));
         if let Err(e) = polled {
@@ -648,7 +945,11 @@ impl Generator {
             }
         }
         self.events = Some(events);
-        self.expire(Instant::now());
+        let now = Instant::now();
+        self.expire(now);
+        if let Some(hostile) = self.hostile.as_mut() {
+            hostile.turn(now, &self.keys);
+        }
         Ok(())
     }
 
@@ -920,6 +1221,7 @@ struct LevelReport {
     /// CPU used in the measured window, per servent, as a share of one core.
     servent_cpu: Vec<f64>,
     own_cpu: f64,
+    hostile: Option<HostileSummary>,
 }
 
 impl LevelReport {
