@@ -576,7 +576,8 @@ struct Hostile {
     addr: SocketAddr,
     rate: f64,
     start: Instant,
-    /// No KEYREQ after this (the end of the measured window), nor more than `max`.
+    /// No KEYREQ after this (the end of the measured window, once it is known), nor
+    /// more than `max`.
     until: Instant,
     max: u64,
     sent: u64,
@@ -810,6 +811,9 @@ impl Generator {
         let own_cpu0 = own_cpu_time();
         let start = Instant::now();
         self.phase = Phase::Window;
+        if let Some(hostile) = self.hostile.as_mut() {
+            hostile.until = start + timing.secs;
+        }
         self.run_until(start + timing.secs)?;
         self.phase = Phase::Drain;
         let elapsed = start.elapsed();
