@@ -7,7 +7,9 @@
 //! until EOF wait for *us*: every millisecond of grace is a millisecond their answer is
 //! late. So the grace is a few round trips (measured on the connect: the time from
 //! `connect` to the first write going through), plus [`GRACE_FLOOR`] for the client
-//! to be scheduled, and never more than [`GRACE_CAP`]: about 3 ms on loopback. When we
+//! to be scheduled, and never more than [`GRACE_CAP`]: about 3 ms on loopback; and
+//! only once per client, since an address that let the grace run out has its next
+//! answers closed at once (see [`super::habits`]). When we
 //! do close first, our next answer to the same client can still leave from our
 //! listening port: Linux lets a connect from an explicitly bound port take over a
 //! TIME_WAIT of the same four addresses (with TCP timestamps, on by default).

@@ -2,11 +2,13 @@
 //!
 //! [`scheduler`] decides which answers may open a connection now (per-address queues
 //! taken in turns, caps, retries, back-off; pure), [`delivery`] runs one connection
-//! (connect, write, a short grace, close), and [`Answers`] ties them to the driver's
+//! (connect, write, a short grace, close), [`habits`] remembers the clients that wait
+//! for our close (theirs close at once), and [`Answers`] ties them to the driver's
 //! poll: it opens what the scheduler allows, feeds each connection its events and
 //! deadlines, and reports the outcome back to the scheduler.
 
 pub mod delivery;
+pub mod habits;
 pub mod scheduler;
 
 use std::cmp::Reverse;
@@ -25,6 +27,7 @@ use super::Tokens;
 use crate::hashing::IdMap;
 use crate::trace::{Event as TraceEvent, EventKind, FrameFields};
 use delivery::{Delivery, Phase, Progress};
+use habits::Habits;
 use scheduler::{Limits, Outcome, Scheduler, Ticket};
 
 /// Connects from our listening port that found the port pair still busy (the last
@@ -49,6 +52,8 @@ pub struct Answers {
     deadlines: BinaryHeap<Reverse<(Instant, Token)>>,
     /// Answers whose port pair was busy: when to try again, and the tries so far.
     pair_retries: Vec<(Instant, Ticket, u32)>,
+    /// Clients known to wait for our close: their answers close at once.
+    habits: Habits,
     listen_port: u16,
     timeout: Duration,
     sent: u64,
@@ -65,6 +70,7 @@ impl Answers {
             deliveries: IdMap::default(),
             deadlines: BinaryHeap::new(),
             pair_retries: Vec::new(),
+            habits: Habits::default(),
             listen_port,
             timeout: options.timeout,
             sent: 0,
@@ -161,12 +167,16 @@ impl Answers {
                 continue; // replaced by a later one
             }
             match delivery.phase() {
-                Phase::Grace => self.end(
-                    token,
-                    Outcome::Delivered,
-                    format_args!("closed after the grace"),
-                    now,
-                ),
+                Phase::Grace => {
+                    // It read the RESP and kept its end open: it waits for our close.
+                    self.habits.waited_for_us(delivery.ticket.to, now);
+                    self.end(
+                        token,
+                        Outcome::Delivered,
+                        format_args!("closed after the grace"),
+                        now,
+                    )
+                }
                 _ => self.end(token, Outcome::TimedOut, format_args!("timed out"), now),
             }
         }
@@ -192,13 +202,22 @@ impl Answers {
                 if self.events.is_some() {
                     self.trace_sent(token);
                 }
+                if self.habits.close_at_once(to, now) {
+                    let why = format_args!("closed at once: this client waits for our close");
+                    self.end(token, Outcome::Delivered, why, now);
+                }
             }
-            Progress::ClientClosed => self.end(
-                token,
-                Outcome::Delivered,
-                format_args!("client closed"),
-                now,
-            ),
+            Progress::ClientClosed => {
+                if let Some(delivery) = self.deliveries.get(&token) {
+                    self.habits.closed_first(delivery.ticket.to);
+                }
+                self.end(
+                    token,
+                    Outcome::Delivered,
+                    format_args!("client closed"),
+                    now,
+                )
+            }
             Progress::Failed(e) => self.failed(token, e, now),
         }
         self.collect_lost();
