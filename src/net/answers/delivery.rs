@@ -57,6 +57,8 @@ pub struct Delivery {
     written: usize,
     phase: Phase,
     connect_started: Instant,
+    /// From `connect` to the first write going through, once connected.
+    round_trip: Duration,
     /// When the current phase's wait ends: the connect-and-deliver timeout, then the
     /// grace.
     pub deadline: Instant,
@@ -71,6 +73,7 @@ impl Delivery {
             written: 0,
             phase: Phase::Connecting,
             connect_started: now,
+            round_trip: Duration::ZERO,
             deadline: now + timeout,
         }
     }
@@ -90,8 +93,7 @@ impl Delivery {
                     Ok(n) => {
                         if self.phase == Phase::Connecting {
                             self.phase = Phase::Sending;
-                            let round_trip = now.saturating_duration_since(self.connect_started);
-                            self.deadline = now + grace(round_trip);
+                            self.round_trip = now.saturating_duration_since(self.connect_started);
                         }
                         self.written += n;
                         if self.written == self.ticket.resp.len() {
@@ -103,9 +105,12 @@ impl Delivery {
                     Err(e) => return Progress::Failed(e),
                 }
             }
+            // The grace counts from the moment the RESP is all written (a RESP written in
+            // pieces keeps the connect-and-deliver timeout until then). An event that
+            // said readable will not come again (edge-triggered): the client may have
+            // closed already.
             self.phase = Phase::Grace;
-            // The grace counts from the first write. An event that said readable will
-            // not come again (edge-triggered): the client may have closed already.
+            self.deadline = now + grace(self.round_trip);
             if readable {
                 return match self.read_to_close() {
                     Progress::Pending => Progress::Sent,

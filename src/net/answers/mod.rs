@@ -109,10 +109,6 @@ impl Answers {
         self.scheduler.waiting()
     }
 
-    pub fn owns(&self, token: Token) -> bool {
-        self.deliveries.contains_key(&token)
-    }
-
     /// Queues an answer; it opens at the next [`Answers::open_ready`].
     pub fn submit(&mut self, to: SocketAddrV4, resp: Vec<u8>, now: Instant) {
         self.scheduler.submit(to, resp, now);
