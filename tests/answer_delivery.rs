@@ -3,7 +3,7 @@
 //! reply addresses that never read, never accept or have a full backlog, a reply
 //! listener that opens late, and a servent held to 64 descriptors.
 //!
-//! The heavy tests (3000 hostile answers, the 100-query burst) take the `HEAVY` lock
+//! The heavy tests (3000 hostile answers, the 100-query burst) take the `heavy()` lock
 //! so they do not run at the same time.
 
 mod common;
@@ -14,26 +14,17 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 use tp3kv::protocol::{decode, Frame, Text};
 
 /// The bound on anything that should be prompt: far above what a correct servent
 /// needs even on a loaded machine, so a test fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(10);
-
-static HEAVY: Mutex<()> = Mutex::new(());
-
-/// Serialises the tests that push a lot of answers or descriptors.
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// `k1 v1` … `k<n> v<n>`, and `k v`: each query can name its own answer.
 fn store(n: usize) -> String {
@@ -109,6 +100,33 @@ fn poll_readable(fd: i32, limit: Duration) {
     }
 }
 
+/// One read of `stream` that gives up at `deadline`: `Ok(Some(n))`, `n` bytes read (0:
+/// the peer closed); `Ok(None)`, nothing yet (read again); `Err`, the deadline passed or
+/// the read failed.
+fn read_by(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    deadline: Instant,
+) -> Result<Option<usize>, String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err("nothing more in time".into());
+    }
+    stream.set_read_timeout(Some(left)).unwrap();
+    match stream.read(chunk) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Reads one whole RESP from an answer connection within `limit`: (seq, value).
 fn read_resp(stream: &mut TcpStream, limit: Duration) -> Result<(u32, String), String> {
     let deadline = Instant::now() + limit;
@@ -126,21 +144,15 @@ fn read_resp(stream: &mut TcpStream, limit: Duration) -> Result<(u32, String), S
             Ok(None) => {}
             Err(e) => return Err(format!("undecodable answer {buf:?}: {e}")),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("no whole RESP within {limit:?}: {buf:?}"));
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(format!("closed before a whole RESP: {buf:?}")),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("read: {e}")),
+        match read_by(stream, &mut chunk, deadline) {
+            Ok(Some(0)) => return Err(format!("closed before a whole RESP: {buf:?}")),
+            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(format!(
+                    "{e} within {limit:?}, before a whole RESP: {buf:?}"
+                ))
+            }
         }
     }
 }
@@ -152,21 +164,11 @@ fn read_to_eof(stream: &mut TcpStream, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     let mut chunk = [0u8; 512];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("not closed within {limit:?}"));
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => return Err(format!("bytes after the RESP: {:?}", &chunk[..n])),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("{e} instead of a clean close")),
+        match read_by(stream, &mut chunk, deadline) {
+            Ok(Some(0)) => return Ok(()),
+            Ok(Some(n)) => return Err(format!("bytes after the RESP: {:?}", &chunk[..n])),
+            Ok(None) => {}
+            Err(e) => return Err(format!("{e} within {limit:?}, instead of a clean close")),
         }
     }
 }
@@ -334,12 +336,7 @@ impl HostileEnd {
                 (HostileEnd::Accepting(stop, Some(thread)), addr)
             }
             Hostile::NeverAccepts => {
-                let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-                socket
-                    .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-                    .unwrap();
-                socket.listen(1024).unwrap();
-                let addr = socket.local_addr().unwrap().as_socket_ipv4().unwrap();
+                let (socket, addr) = loopback_listener(1024);
                 (HostileEnd::Listening { _socket: socket }, addr)
             }
             Hostile::BacklogFull => {

@@ -3,13 +3,13 @@
 //! connections, unreachable and stalled reply addresses, a neighbour that never reads,
 //! neighbours that die, restart or start late, three million queries, and signals.
 //!
-//! The heavy tests take the `HEAVY` lock so they do not starve each other.
+//! The heavy tests take the `heavy()` lock so they do not starve each other.
 
 mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,15 +21,6 @@ const STORE: &str = "k v\n";
 
 /// A generous limit for anything that should happen "soon".
 const LIMIT: Duration = Duration::from_secs(20);
-
-static HEAVY: Mutex<()> = Mutex::new(());
-
-/// Serialises the tests that push a lot of traffic or descriptors.
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn text(s: &str) -> Text {
     Text::try_from(s).unwrap()

@@ -372,12 +372,7 @@ pub fn raise_own_fd_limit(wanted: u64) {
 
 /// A listener whose accept queue is full, so further SYNs go unanswered.
 pub fn stalled_listener() -> (Socket, SocketAddrV4, Vec<TcpStream>) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket_ipv4().unwrap();
+    let (socket, addr) = loopback_listener(0);
     let mut fillers = Vec::new();
     for _ in 0..16 {
         match TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_millis(300)) {
@@ -387,4 +382,24 @@ pub fn stalled_listener() -> (Socket, SocketAddrV4, Vec<TcpStream>) {
         }
     }
     panic!("the accept queue of a backlog-0 listener never filled");
+}
+
+/// Serialises, within one test binary, the tests that push a lot of traffic or
+/// descriptors, so they do not starve each other.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A listener on a free loopback port, with `backlog`, that nobody accepts on.
+pub fn loopback_listener(backlog: i32) -> (Socket, SocketAddrV4) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(backlog).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket_ipv4().unwrap();
+    (socket, addr)
 }
