@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tp3kv::protocol::{Flood, Frame, Text};
 
-use crate::answers::KeySet;
+use crate::loadgen::KeySet;
 use crate::procs::{share, stop_all, Process, TempDir};
 use crate::{Figure, Report, Settings};
 

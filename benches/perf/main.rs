@@ -26,7 +26,8 @@
 //!   `close` (reads one RESP per reply connection, then closes) and `eof` (reads until the
 //!   other end closes; its answer is whole only then). Then the p99 latency of 16 clients
 //!   of a fresh servent, alone and beside a hostile reply address that never reads its
-//!   answers (`answers.rs`). Targets: at 16 clients, answers/s ≥ 0.9× the answerer's for
+//!   answers (`answers.rs`, with the load generator in `loadgen.rs` and the hostile
+//!   address in `hostile.rs`). Targets: at 16 clients, answers/s ≥ 0.9× the answerer's for
 //!   both kinds, none lost; with the hostile address, p99 ≤ 2× the p99 without it.
 //!
 //! Correctness is checked all along (every query answered exactly once with the right
@@ -45,13 +46,15 @@
 mod answers;
 mod baseline;
 mod flood;
+mod hostile;
+mod loadgen;
 mod procs;
 mod scale;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use answers::Timing;
+use loadgen::Timing;
 use procs::TempDir;
 
 /// In the order they run: those that open many connections last, since every answer

@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use tp3kv::protocol::{decode, Frame, INITIAL_TTL};
 
-use crate::answers::KeySet;
+use crate::loadgen::KeySet;
 use crate::procs::{Process, TempDir};
 use crate::{Figure, Report, Settings};
 
