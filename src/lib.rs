@@ -21,4 +21,5 @@ pub mod net;
 pub mod protocol;
 pub mod servent;
 pub mod store;
+mod throttle;
 pub mod trace;

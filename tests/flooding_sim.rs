@@ -180,8 +180,8 @@ fn check_invariants(net: &Network, start: NodeId, seq: u32) {
                 "node {node} sent the query back to {}",
                 first.from
             );
-            // A TTL over the first servent's is capped.
-            let ttl_in = flood_ttl(&first.frame).unwrap().min(3);
+            let ttl_in = flood_ttl(&first.frame).unwrap();
+            assert!(ttl_in <= 3, "node {node} got TTL {ttl_in}");
             for d in &sent {
                 assert_eq!(flood_ttl(&d.frame), Some(ttl_in - 1), "node {node} TTL");
             }
@@ -280,14 +280,18 @@ fn flood(ttl: u16, seq: u32, key: &str) -> Flood {
 }
 
 #[test]
-fn incoming_ttl_is_capped() {
+fn a_ttl_above_3_is_treated_as_spent() {
     let mut net = line_of_6();
     net.inject(0, 1, Frame::KeyFlood(flood(u16::MAX, 1, "all")));
-    // From s2, TTL capped to 3: s2, s3, s4, s5 handle it; s6 (4 hops on) does not...
-    // s2 forwards to both sides, but s1 is the sender.
-    assert_eq!(net.answerers(1), vec![1, 2, 3, 4]);
-    assert!(net.received_by(5, 1).is_empty());
-    check_invariants(&net, 0, 1);
+    // Only a broken or hostile peer sends it: s2 answers, and it goes no further.
+    assert_eq!(net.answerers(1), vec![1]);
+    assert!(net.sent_by(1, 1).is_empty());
+    assert_eq!(net.nodes[1].counters().ttl_above_max, 1);
+    // TTL 3 itself is the protocol's own, and goes on as usual.
+    net.inject(0, 1, Frame::KeyFlood(flood(3, 2, "all")));
+    assert_eq!(net.answerers(2), vec![1, 2, 3, 4]);
+    assert_eq!(net.nodes[1].counters().ttl_above_max, 1);
+    check_invariants(&net, 0, 2);
 }
 
 #[test]

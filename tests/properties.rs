@@ -867,8 +867,8 @@ impl Machine {
                         None => prop_assert_eq!(ttl, INITIAL_TTL),
                         Some(_) => {
                             prop_assert!(flood.ttl > 0, "forwarded a TTL 0 flood");
-                            prop_assert!(ttl < INITIAL_TTL);
-                            prop_assert_eq!(ttl, flood.ttl.min(INITIAL_TTL) - 1);
+                            prop_assert!(flood.ttl <= INITIAL_TTL, "forwarded a TTL over 3");
+                            prop_assert_eq!(ttl, flood.ttl - 1);
                         }
                     }
                 }
@@ -887,7 +887,9 @@ impl Machine {
             self.seen.admit(qid, self.now);
             let forward_ttl = match from {
                 None => Some(INITIAL_TTL),
-                Some(_) => flood.ttl.min(INITIAL_TTL).checked_sub(1),
+                // Above the protocol's 3: a broken or hostile peer; treated as spent.
+                Some(_) if flood.ttl > INITIAL_TTL => None,
+                Some(_) => flood.ttl.checked_sub(1),
             };
             let has_targets = self.neighbours.iter().any(|&n| Some(n) != from);
             let forward = |text: Text, make: fn(Flood) -> Frame| match forward_ttl {
@@ -918,7 +920,8 @@ impl Machine {
                     let me =
                         SocketAddr::new(self.reachable_ip(self.links[at].local.ip()), LISTEN_PORT)
                             .to_string();
-                    let mut info = flood.text.as_bytes().to_vec();
+                    // A peer's trailing whitespace is trimmed: one space between entries.
+                    let mut info = flood.text.as_bytes().trim_ascii_end().to_vec();
                     if !info.is_empty() {
                         info.push(b' ');
                     }

@@ -12,13 +12,12 @@
 //! outbox, flush, close). Beside it: [`answers`] (every RESP on a connection of its
 //! own: the scheduler, and each delivery), `dial` (outbound neighbours), `tracing`
 //! (`--trace` events), [`budget`] (descriptors), [`sys`] (socket options, rlimits,
-//! signals) and `throttle` (warnings a peer can make repeat).
+//! signals).
 
 pub mod answers;
 pub mod budget;
 mod dial;
 pub mod sys;
-mod throttle;
 mod tracing;
 
 use std::cmp::Reverse;
@@ -37,10 +36,10 @@ use mio::{Events, Interest, Poll, Token};
 use crate::hashing::IdMap;
 use crate::protocol::{self, DecodeError, Frame, KeyFloodRef};
 use crate::servent::{Action, Direction, LinkId, QueryId, Role, Servent};
+use crate::throttle::Throttle;
 use crate::trace::{Event as TraceEvent, EventKind, FrameFields, Tracer};
 use answers::scheduler::Limits;
 use answers::{AnswerOptions, Answers};
-use throttle::Throttle;
 
 pub use sys::{listen, raise_fd_limit, resolve_v4, BindError};
 
@@ -324,7 +323,8 @@ impl Driver {
             .count();
         format!(
             "in {}; out KEYFLOOD {}, TOPOFLOOD {}, RESP {} (lost {}, waiting {}); \
-             dropped: duplicate {}, TTL spent {}, protocol error {}, slow peer {}; \
+             dropped: duplicate {}, TTL spent {} (TTL above 3: {}), protocol error {}, \
+             slow peer {}; \
              connections: accepted {} (refused {}), links open {}, answers open {}",
             c.received,
             s.keyfloods_out,
@@ -334,6 +334,7 @@ impl Driver {
             self.answers.waiting(),
             c.duplicates,
             c.ttl_spent,
+            c.ttl_above_max,
             c.protocol_errors,
             s.slow_peers_dropped,
             s.connections_accepted,

@@ -16,6 +16,7 @@ use log::{debug, info, warn};
 use crate::hashing::IdMap;
 use crate::protocol::{Flood, Frame, KeyFloodRef, Text, INITIAL_TTL};
 use crate::store::Store;
+use crate::throttle::Throttle;
 pub use seen::{QueryId, SeenCache};
 
 /// Names one connection of the servent; the driver chooses them and never reuses one.
@@ -156,6 +157,9 @@ pub struct Counters {
     pub answers: u64,
     pub duplicates: u64,
     pub protocol_errors: u64,
+    /// Floods from a neighbour with a TTL above the protocol's 3: a broken or hostile
+    /// peer (one public implementation wraps a TTL of 0 to 65535). Treated as spent.
+    pub ttl_above_max: u64,
 }
 
 #[derive(Debug)]
@@ -183,6 +187,9 @@ pub struct Servent {
     /// `Some` when verdicts are reported.
     verdicts: Option<VecDeque<Verdict>>,
     counters: Counters,
+    /// Logs floods with a TTL above 3 at most once a second: a peer can send them at
+    /// will.
+    ttl_log: Throttle,
 }
 
 impl Servent {
@@ -198,6 +205,7 @@ impl Servent {
             actions: VecDeque::new(),
             verdicts: None,
             counters: Counters::default(),
+            ttl_log: Throttle::default(),
         }
     }
 
@@ -499,6 +507,9 @@ impl Servent {
         if !self.admit(from, QueryId::new(query.client, query.seq), now) {
             return None;
         }
+        if from.is_some() && query.ttl > INITIAL_TTL {
+            self.ttl_above_max(from, query.client, query.seq, query.ttl, now);
+        }
         let key = || String::from_utf8_lossy(query.key);
         match self.store.get(query.key) {
             Some(value) => {
@@ -534,9 +545,13 @@ impl Servent {
         if !self.admit(from, QueryId::new(flood.client, flood.seq), now) {
             return;
         }
+        if from.is_some() && flood.ttl > INITIAL_TTL {
+            self.ttl_above_max(from, flood.client, flood.seq, flood.ttl, now);
+        }
         let forward_ttl = forward_ttl(from, flood.ttl);
         let me = SocketAddr::new(self.reachable_ip(local.ip()), self.listen_port).to_string();
-        let mut info = flood.text.as_bytes().to_vec();
+        // A peer's trailing whitespace would leave two spaces between entries.
+        let mut info = flood.text.as_bytes().trim_ascii_end().to_vec();
         if !info.is_empty() {
             info.push(b' ');
         }
@@ -609,6 +624,28 @@ impl Servent {
         ));
     }
 
+    /// A flood from a neighbour claimed a TTL above the protocol's 3: it is answered
+    /// here but goes no further, as if spent. Out of line, like `ttl_spent`.
+    #[cold]
+    fn ttl_above_max(
+        &mut self,
+        from: Option<LinkId>,
+        client: SocketAddrV4,
+        seq: u32,
+        ttl: u16,
+        now: Instant,
+    ) {
+        self.counters.ttl_above_max += 1;
+        self.ttl_log.warn(
+            now,
+            format_args!(
+                "query {client}#{seq} from {}: TTL {ttl} is above the protocol's {INITIAL_TTL} \
+                 (a broken or hostile peer): answered, not forwarded",
+                describe_source(from)
+            ),
+        );
+    }
+
     /// How many neighbours a query from `from` goes on to.
     fn targets(&self, from: Option<LinkId>) -> usize {
         self.neighbours.iter().filter(|&&n| Some(n) != from).count()
@@ -617,12 +654,14 @@ impl Servent {
 
 /// The TTL a query goes on with, if it goes on: a client's request leaves with the
 /// initial TTL; a flood is forwarded while its TTL is above 0 (tested before the
-/// decrement, as the seed does). A peer may claim any TTL; nothing it says makes a
-/// query travel further than one we started ourselves.
+/// decrement, as the seed does). A TTL above the initial one can only come from a
+/// broken or hostile peer: it is treated as spent, so nothing a peer says makes a query
+/// travel further than one we started ourselves.
 fn forward_ttl(from: Option<LinkId>, ttl: u16) -> Option<u16> {
     match from {
         None => Some(INITIAL_TTL),
-        Some(_) => ttl.min(INITIAL_TTL).checked_sub(1),
+        Some(_) if ttl > INITIAL_TTL => None,
+        Some(_) => ttl.checked_sub(1),
     }
 }
 

@@ -22,9 +22,9 @@ use log::debug;
 use mio::{Interest, Registry, Token};
 
 use super::sys;
-use super::throttle::Throttle;
 use super::Tokens;
 use crate::hashing::IdMap;
+use crate::throttle::Throttle;
 use crate::trace::{Event as TraceEvent, EventKind, FrameFields};
 use delivery::{Delivery, Phase, Progress};
 use habits::Habits;
