@@ -168,10 +168,16 @@ fn assert_closed(stream: &mut TcpStream, node: &Node) {
 }
 
 fn wait_log(node: &Node, needle: &str) {
-    wait_for(
-        &format!("{needle:?} in the log of {}", node.local()),
-        || node.log().contains(needle),
-    );
+    let start = Instant::now();
+    while !node.log().contains(needle) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {needle:?} in the log of {}:\n{}",
+            node.local(),
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A port nobody listens on (for now).
@@ -590,6 +596,138 @@ fn an_answer_to_a_reply_port_that_never_accepts_times_out() {
     );
     assert!(during < Duration::from_secs(5) && after < Duration::from_secs(5));
     normal_query(&s);
+}
+
+// ---------------------------------------------------------------------------------
+// 4b. Many neighbours that never read: the budget of all outboxes together
+// ---------------------------------------------------------------------------------
+
+/// A neighbour with a tiny receive buffer that says ID(0) and never reads.
+fn stuck_neighbour(servent: &Node) -> TcpStream {
+    let stuck = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    stuck.set_recv_buffer_size(4096).unwrap();
+    stuck
+        .connect(&SocketAddr::from(servent.addr).into())
+        .unwrap();
+    let mut stuck = TcpStream::from(stuck);
+    stuck.write_all(&Frame::Id { port: 0 }.to_bytes()).unwrap();
+    stuck
+}
+
+/// A neighbour that reads and discards whatever comes, to pour floods in through.
+fn injector(servent: &Node) -> TcpStream {
+    let mut injector = TcpStream::connect(servent.addr).unwrap();
+    injector
+        .write_all(&Frame::Id { port: 0 }.to_bytes())
+        .unwrap();
+    let mut drain = injector.try_clone().unwrap();
+    std::thread::spawn(move || io::copy(&mut drain, &mut io::sink()));
+    injector
+}
+
+/// `count` distinct KEYFLOODs of 396-byte keys nobody holds, from seq `first`.
+fn big_floods(first: u32, count: u32) -> Vec<u8> {
+    let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
+    let mut bytes = Vec::new();
+    for seq in first..first + count {
+        key_flood(3, seq, nobody, &format!("{seq:0396}")).encode(&mut bytes);
+    }
+    bytes
+}
+
+/// 150 neighbours that never read, while 396-byte floods pass: each outbox stays under
+/// its own cap, but together they pass `--max-buffered`, and the peers with the most
+/// waiting are dropped; the servent's memory stays near the budget.
+#[test]
+fn neighbours_that_never_read_cannot_take_more_than_the_buffer_budget() {
+    const STUCK: usize = 150;
+    const BUDGET: u64 = 8 << 20;
+    let _heavy = heavy();
+    raise_own_fd_limit(STUCK as u64 + 256);
+    let dir = TempDir::new("def-budget");
+    let budget = BUDGET.to_string();
+    let a = servent_at(
+        &dir,
+        "a",
+        0,
+        STORE,
+        &[],
+        &["--max-buffered", &budget],
+        "info",
+    );
+    let stuck: Vec<TcpStream> = (0..STUCK).map(|_| stuck_neighbour(&a)).collect();
+    let mut injector = injector(&a);
+    wait_links(&a, STUCK + 1);
+    let idle = a.rss_kib().expect("A's VmRSS");
+
+    let mut seq = 0;
+    let started = Instant::now();
+    while !a.log().contains("(--max-buffered)") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no peer dropped over the budget after {seq} floods; log:\n{}",
+            a.log()
+        );
+        injector.write_all(&big_floods(seq, 500)).unwrap();
+        seq += 500;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And more, so every stuck peer would pass the budget many times over.
+    injector.write_all(&big_floods(seq, 2000)).unwrap();
+    normal_query(&a);
+    let peak = a.peak_rss_kib().expect("A's VmHWM");
+    let log = a.log();
+    let dropped = log.matches("(--max-buffered)").count();
+    println!(
+        "{seq} floods into A with {STUCK} neighbours that never read: {dropped} dropped over \
+         the budget; RSS idle {:.1} MiB, peak {:.1} MiB (budget {} MiB)",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        BUDGET >> 20
+    );
+    assert!(
+        peak < idle + (BUDGET >> 10) + 8 * 1024,
+        "peak RSS {peak} KiB, idle {idle} KiB, budget {} KiB",
+        BUDGET >> 10
+    );
+    assert!(
+        log.contains("the most of any peer, while all peers together leave"),
+        "{log}"
+    );
+    drop(stuck);
+}
+
+/// A neighbour whose output has not moved for `--stall-timeout` is dropped, though it
+/// is far under every size limit.
+#[test]
+fn a_neighbour_whose_output_stalls_is_dropped() {
+    let dir = TempDir::new("def-stall");
+    let a = servent_at(
+        &dir,
+        "a",
+        0,
+        STORE,
+        &[],
+        &["--stall-timeout", "1", "--max-outbox", "67108864"],
+        "info",
+    );
+    let stuck = stuck_neighbour(&a);
+    let stuck_addr = stuck.local_addr().unwrap();
+    let mut injector = injector(&a);
+    wait_links(&a, 2);
+    // About 8 MiB: more than the kernel holds for a peer that never reads (a send
+    // buffer may grow to 4 MiB), far under the outbox limit set above.
+    injector.write_all(&big_floods(0, 20_000)).unwrap();
+    wait_log(
+        &a,
+        &format!(
+            "closing connection with {stuck_addr}: peer is not reading: none of its output \
+             taken for 1s (--stall-timeout)"
+        ),
+    );
+    assert!(!a.log().contains("over the limit of"), "{}", a.log());
+    normal_query(&a);
+    drop(stuck);
 }
 
 // ---------------------------------------------------------------------------------

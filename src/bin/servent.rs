@@ -49,6 +49,14 @@ struct Args {
     /// Bytes a peer may leave unread before it is dropped.
     #[arg(long, default_value_t = Options::default().outbox_limit)]
     max_outbox: usize,
+    /// Bytes all peers together may leave unread; past it, the peer with the most
+    /// waiting is dropped, so memory stays bounded however many stop reading.
+    #[arg(long, default_value_t = Options::default().max_buffered)]
+    max_buffered: usize,
+    /// Seconds a peer's output may wait with none of it taken before the peer is
+    /// dropped.
+    #[arg(long, default_value_t = Options::default().stall_timeout.as_secs_f64())]
+    stall_timeout: f64,
     /// Seconds an answer connection has to connect and deliver its RESP.
     #[arg(long, default_value_t = Options::default().answer_timeout.as_secs_f64())]
     answer_timeout: f64,
@@ -97,6 +105,8 @@ fn run(args: Args) -> Result<String> {
         max_connections: args.max_connections,
         id_timeout: seconds("id-timeout", args.id_timeout)?,
         outbox_limit: args.max_outbox,
+        max_buffered: args.max_buffered,
+        stall_timeout: seconds("stall-timeout", args.stall_timeout)?,
         answer_timeout: seconds("answer-timeout", args.answer_timeout)?,
         max_answers: args.max_answers.max(1),
         answers_per_address: args.answers_per_address.max(1),

@@ -54,6 +54,11 @@ const READS_PER_TURN: usize = 16;
 const FLUSH_AT: usize = 64 * 1024;
 /// Frames delimited ahead of handling, so the seen set's cache misses overlap.
 const BATCH: usize = 16;
+/// An outbox emptied with more room than this gives its memory back, so what peers
+/// once left unread does not stay resident. A busy link's outbox grows to `FLUSH_AT`
+/// and a frame, which a doubling `Vec` holds in twice `FLUSH_AT`: that much is kept,
+/// or every busy turn would allocate it anew.
+const KEEP_CAPACITY: usize = 2 * FLUSH_AT;
 
 /// Limits and timings of the driver. Each has a `servent` flag.
 #[derive(Debug, Clone)]
@@ -71,6 +76,12 @@ pub struct Options {
     pub answer_max_wait: Duration,
     /// Output a peer may leave unread before its connection is dropped.
     pub outbox_limit: usize,
+    /// Output all peers together may leave unread; past it, the peer with the most
+    /// is dropped.
+    pub max_buffered: usize,
+    /// How long a peer's output may wait without any of it being taken before the
+    /// peer is dropped.
+    pub stall_timeout: Duration,
     /// Accepted connections open at once; past this, new ones are closed at once.
     pub max_connections: usize,
     /// How long an accepted connection may take to send its ID.
@@ -90,6 +101,8 @@ impl Default for Options {
             // A client waits 4 s after its command or its last answer.
             answer_max_wait: Duration::from_secs(4),
             outbox_limit: 1 << 20,
+            max_buffered: 64 << 20,
+            stall_timeout: Duration::from_secs(30),
             max_connections: 4096,
             id_timeout: Duration::from_secs(5),
             redial_min: Duration::from_millis(100),
@@ -109,7 +122,13 @@ pub struct Stats {
     pub answers_lost: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
+    /// Peers dropped for not reading: over their own outbox limit, over the budget of
+    /// all outboxes, or stalled.
     pub slow_peers_dropped: u64,
+    /// Of those, dropped as the largest backlog when all outboxes passed the budget.
+    pub over_budget_dropped: u64,
+    /// Of those, dropped because their output did not move for the stall timeout.
+    pub stalled_dropped: u64,
 }
 
 /// A neighbour named on the command line, which we keep connected.
@@ -142,12 +161,19 @@ struct Conn {
     flush_queued: bool,
     /// When this connection's current wait (for ID, or connect) ends.
     deadline: Option<Instant>,
+    /// Since when output has been waiting with none of it taken by the peer.
+    stalled_since: Option<Instant>,
+    /// Whether a `Timer::Stall` is pending for it (one at most, however often its
+    /// output stalls and moves).
+    stall_timer: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Redial(usize),
     Deadline(Token),
+    /// Whether a link's output has moved since it stalled.
+    Stall(Token),
 }
 
 impl Stats {
@@ -199,6 +225,8 @@ pub struct Driver {
     flood_targets_for: Option<(Option<LinkId>, u64)>,
     /// Links with frames added to their outbox this turn, written at its end.
     to_flush: Vec<Token>,
+    /// Bytes held by all outboxes (their capacity: what is resident).
+    buffered: usize,
     stats: Stats,
     refused_log: Throttle,
     /// `Some` while `--trace` is on.
@@ -267,6 +295,7 @@ impl Driver {
             flood_targets_for: None,
             closes: 0,
             to_flush: Vec::new(),
+            buffered: 0,
             stats: Stats::default(),
             refused_log: Throttle::default(),
             tracer: None,
@@ -324,7 +353,7 @@ impl Driver {
         format!(
             "in {}; out KEYFLOOD {}, TOPOFLOOD {}, RESP {} (lost {}, waiting {}); \
              dropped: duplicate {}, TTL spent {} (TTL above 3: {}), protocol error {}, \
-             slow peer {}; \
+             slow peer {} (over the buffer budget: {}, stalled: {}); \
              connections: accepted {} (refused {}), links open {}, answers open {}",
             c.received,
             s.keyfloods_out,
@@ -337,6 +366,8 @@ impl Driver {
             c.ttl_above_max,
             c.protocol_errors,
             s.slow_peers_dropped,
+            s.over_budget_dropped,
+            s.stalled_dropped,
             s.connections_accepted,
             s.connections_refused,
             links,
@@ -414,6 +445,9 @@ impl Driver {
                 .open_ready(self.poll.registry(), &mut self.tokens, now);
             // Last, so nothing added to an outbox this turn waits through the next poll.
             self.flush_queued();
+            if self.buffered > self.options.max_buffered {
+                self.shed_largest_backlogs();
+            }
             if self.tracer.is_some() {
                 for event in self.answers.take_events() {
                     self.record(event);
@@ -448,6 +482,8 @@ impl Driver {
             outbuf,
             flush_queued: false,
             deadline: None,
+            stalled_since: None,
+            stall_timer: false,
         };
         self.conns.insert(token, conn);
         Ok(token)
@@ -578,7 +614,10 @@ impl Driver {
             .handle_link_up(link_of(token), direction, local, peer);
         if direction == Direction::Outbound {
             let id = Frame::Id { port: 0 };
-            id.encode(&mut self.conns.get_mut(&token)?.outbuf);
+            let outbuf = &mut self.conns.get_mut(&token)?.outbuf;
+            let before = outbuf.capacity();
+            id.encode(outbuf);
+            self.buffered += outbuf.capacity() - before;
             if self.tracer.is_some() {
                 let event = TraceEvent {
                     frame: Some(FrameFields::of(&id)),
@@ -786,8 +825,9 @@ impl Driver {
             let Some(conn) = self.conns.get_mut(&token) else {
                 continue;
             };
-            let at = conn.outbuf.len();
+            let (at, before) = (conn.outbuf.len(), conn.outbuf.capacity());
             conn.outbuf.extend_from_slice(frame);
+            let grown = conn.outbuf.capacity() - before;
             if let Some(ttl) = ttl {
                 protocol::set_flood_ttl(&mut conn.outbuf[at..], ttl);
             }
@@ -802,6 +842,14 @@ impl Driver {
             } else if !conn.flush_queued {
                 conn.flush_queued = true;
                 self.to_flush.push(token);
+            }
+            if grown > 0 {
+                self.buffered += grown;
+                // At once, not at the end of the turn: one turn's reading, copied to
+                // every peer that stopped reading, could be many times the budget.
+                if self.buffered > self.options.max_buffered {
+                    self.shed_largest_backlogs();
+                }
             }
         }
         if self.tracer.is_some() {
@@ -877,6 +925,22 @@ impl Driver {
         };
         conn.outbuf.drain(..written);
         let pending = conn.outbuf.len();
+        if pending == 0 {
+            conn.stalled_since = None;
+            if conn.outbuf.capacity() > KEEP_CAPACITY {
+                self.buffered -= conn.outbuf.capacity();
+                conn.outbuf = Vec::new();
+            }
+        } else if written > 0 || conn.stalled_since.is_none() {
+            // Waiting, and either moving or newly stuck: the stall counts from now.
+            let now = Instant::now();
+            conn.stalled_since = Some(now);
+            if !conn.stall_timer {
+                conn.stall_timer = true;
+                let at = now + self.options.stall_timeout;
+                self.timers.push(Reverse((at, Timer::Stall(token))));
+            }
+        }
         match result {
             Err(e) => self.close(token, &format!("write error: {e}")),
             Ok(()) if pending > self.options.outbox_limit => {
@@ -892,6 +956,65 @@ impl Driver {
         }
     }
 
+    /// All outboxes together hold more than `--max-buffered`: the peers with the most
+    /// waiting are dropped until they fit, however many peers stopped reading.
+    #[cold]
+    fn shed_largest_backlogs(&mut self) {
+        // First the room kept by outboxes that are empty now.
+        for conn in self.conns.values_mut() {
+            if conn.outbuf.is_empty() && conn.outbuf.capacity() > 0 {
+                self.buffered -= conn.outbuf.capacity();
+                conn.outbuf = Vec::new();
+            }
+        }
+        while self.buffered > self.options.max_buffered {
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, conn)| !conn.outbuf.is_empty())
+                .max_by_key(|(_, conn)| conn.outbuf.len())
+                .map(|(&token, conn)| (token, conn.outbuf.len()));
+            let Some((token, pending)) = largest else {
+                return;
+            };
+            self.stats.slow_peers_dropped += 1;
+            self.stats.over_budget_dropped += 1;
+            let reason = format!(
+                "peer is not reading: {pending} bytes waiting, the most of any peer, while \
+                 all peers together leave {} unread, over the budget of {} (--max-buffered)",
+                self.buffered, self.options.max_buffered
+            );
+            self.trace_drop(link_of(token), &format!("slow peer: {reason}"));
+            self.close(token, &reason);
+        }
+    }
+
+    /// A link's output stalled a while ago: dropped if none of it has moved since.
+    fn check_stall(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        conn.stall_timer = false;
+        let Some(since) = conn.stalled_since else {
+            return; // all taken since
+        };
+        let until = since + self.options.stall_timeout;
+        if until > now {
+            // It moved since, and is waiting again: look again then.
+            conn.stall_timer = true;
+            self.timers.push(Reverse((until, Timer::Stall(token))));
+            return;
+        }
+        self.stats.slow_peers_dropped += 1;
+        self.stats.stalled_dropped += 1;
+        let reason = format!(
+            "peer is not reading: none of its output taken for {:?} (--stall-timeout)",
+            self.options.stall_timeout
+        );
+        self.trace_drop(link_of(token), &format!("slow peer: {reason}"));
+        self.close(token, &reason);
+    }
+
     fn close(&mut self, token: Token, reason: &str) {
         // Dropping the stream closes it, which takes it out of the epoll set: no
         // deregister call (one syscall per answer).
@@ -899,6 +1022,7 @@ impl Driver {
             return;
         };
         self.closes += 1;
+        self.buffered -= conn.outbuf.capacity();
         match conn.kind {
             Kind::Link { neighbour, inbound } => {
                 if inbound {
@@ -939,6 +1063,7 @@ impl Driver {
                     }
                 }
                 Timer::Deadline(token) => self.deadline_passed(token, now),
+                Timer::Stall(token) => self.check_stall(token, now),
             }
         }
     }
