@@ -207,6 +207,21 @@ fn counter(summary: &str, name: &str) -> u64 {
         .unwrap()
 }
 
+/// Asks `node` for its counters (SIGUSR1) and returns the line it logs.
+fn counters_now(node: &Node) -> String {
+    let before = node.log().matches(" counters: ").count();
+    node.signal(libc::SIGUSR1);
+    wait_for("a counters line", || {
+        node.log().matches(" counters: ").count() > before
+    });
+    let log = node.log();
+    log.lines()
+        .rev()
+        .find(|l| l.contains(" counters: "))
+        .unwrap()
+        .to_string()
+}
+
 /// Stops `node` with `signal` and returns its summary line, checking it exited 0.
 fn stop(node: &mut Node, signal: i32) -> String {
     node.signal(signal);
@@ -419,12 +434,7 @@ fn idle_connections_are_closed_after_the_id_timeout() {
     // While they are open, a query is answered.
     let (value, from, took) = ask(&s, "k");
     assert_eq!((value.as_str(), from.to_string()), ("v", s.local()));
-    let timed_out_then = s.log().matches("no ID within 1s").count();
-    println!(
-        "{IDLE} idle connections opened in {opened:?}; a query took {took:?}, \
-         with {timed_out_then} of them timed out by then"
-    );
-    assert!(timed_out_then < IDLE, "all had timed out already");
+    println!("{IDLE} idle connections opened in {opened:?}; a query took {took:?}");
     // Then the servent closes every one of them.
     for (i, stream) in idle.iter_mut().enumerate() {
         assert!(
@@ -432,13 +442,19 @@ fn idle_connections_are_closed_after_the_id_timeout() {
             "idle connection {i} still open"
         );
     }
-    wait_for("a 'no ID within 1s' line per idle connection", || {
-        s.log().matches("no ID within 1s").count() >= IDLE
-    });
-    assert!(s.log().contains(&format!(
+    // The first ones are logged; then the lines are rate-limited (any peer can make
+    // them repeat), and what was held back is counted in the log soon after.
+    wait_log(
+        &s,
+        "more lines of connections closed not logged (too many too fast)",
+    );
+    let log = s.log();
+    assert!(log.contains(&format!(
         "closing connection with {}: no ID within 1s",
         idle[0].local_addr().unwrap()
     )));
+    let logged = log.matches("no ID within 1s").count();
+    assert!((20..IDLE / 2).contains(&logged), "{logged} lines logged");
     drop(idle);
     normal_query(&s);
 }
@@ -657,7 +673,10 @@ fn neighbours_that_never_read_cannot_take_more_than_the_buffer_budget() {
     );
     let stuck: Vec<TcpStream> = (0..STUCK).map(|_| stuck_neighbour(&a)).collect();
     let mut injector = injector(&a);
-    wait_links(&a, STUCK + 1);
+    // Not from the log: lines about peers coming and going are rate-limited.
+    wait_for("every link open, in the counters", || {
+        counter(&counters_now(&a), "links open") == STUCK as u64 + 1
+    });
     let idle = a.rss_kib().expect("A's VmRSS");
 
     let mut seq = 0;
@@ -677,7 +696,7 @@ fn neighbours_that_never_read_cannot_take_more_than_the_buffer_budget() {
     normal_query(&a);
     let peak = a.peak_rss_kib().expect("A's VmHWM");
     let log = a.log();
-    let dropped = log.matches("(--max-buffered)").count();
+    let dropped = counter(&counters_now(&a), "over the buffer budget:");
     println!(
         "{seq} floods into A with {STUCK} neighbours that never read: {dropped} dropped over \
          the budget; RSS idle {:.1} MiB, peak {:.1} MiB (budget {} MiB)",

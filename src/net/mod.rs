@@ -28,7 +28,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info, warn, Level};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -54,6 +54,9 @@ const READS_PER_TURN: usize = 16;
 const FLUSH_AT: usize = 64 * 1024;
 /// Frames delimited ahead of handling, so the seen set's cache misses overlap.
 const BATCH: usize = 16;
+/// While log lines are held back by a throttle, the loop wakes this often to count
+/// them in the log (see `throttle`).
+const LOG_TICK: Duration = Duration::from_millis(250);
 /// An outbox emptied with more room than this gives its memory back, so what peers
 /// once left unread does not stay resident. A busy link's outbox grows to `FLUSH_AT`
 /// and a frame, which a doubling `Vec` holds in twice `FLUSH_AT`: that much is kept,
@@ -229,6 +232,8 @@ pub struct Driver {
     buffered: usize,
     stats: Stats,
     refused_log: Throttle,
+    /// Links closed for a reason (a peer can make them repeat at will).
+    close_log: Throttle,
     /// `Some` while `--trace` is on.
     tracer: Option<Tracer>,
 }
@@ -297,7 +302,8 @@ impl Driver {
             to_flush: Vec::new(),
             buffered: 0,
             stats: Stats::default(),
-            refused_log: Throttle::default(),
+            refused_log: Throttle::new(Level::Warn, "connections refused"),
+            close_log: Throttle::new(Level::Info, "connections closed"),
             tracer: None,
         })
     }
@@ -416,7 +422,9 @@ impl Driver {
         while !self.stop {
             let timeout = if self.still_readable.is_empty() {
                 let timer = self.timers.peek().map(|Reverse((at, _))| *at);
-                [timer, self.answers.next_deadline()]
+                // Lines held back by a log throttle are counted in the log soon.
+                let logs = self.logs_held_back().then(|| Instant::now() + LOG_TICK);
+                [timer, self.answers.next_deadline(), logs]
                     .into_iter()
                     .flatten()
                     .min()
@@ -439,6 +447,9 @@ impl Driver {
             let now = Instant::now();
             self.fire_timers(now);
             self.answers.handle_timeout(now);
+            if self.logs_held_back() {
+                self.tick_logs(now);
+            }
             // Answers queued this turn, and slots freed, open now: the addresses take
             // their turns.
             self.answers
@@ -459,6 +470,23 @@ impl Driver {
         // Dropping them closes them (see `close`).
         self.conns.clear();
         Ok(())
+    }
+
+    /// Whether some log lines a peer made repeat were held back (see `throttle`).
+    fn logs_held_back(&mut self) -> bool {
+        self.refused_log.holds_back()
+            || self.close_log.holds_back()
+            || self.answers.logs_held_back()
+            || self.servent.logs_held_back()
+    }
+
+    /// Logs how many lines each throttle held back, where that is due.
+    #[cold]
+    fn tick_logs(&mut self, now: Instant) {
+        self.refused_log.tick(now);
+        self.close_log.tick(now);
+        self.answers.tick_logs(now);
+        self.servent.tick_logs(now);
     }
 
     /// Gives a new connection a fresh token and registers it for both readiness kinds
@@ -542,7 +570,7 @@ impl Driver {
                     if self.inbound >= self.options.max_connections {
                         self.stats.connections_refused += 1;
                         let limit = self.options.max_connections;
-                        self.refused_log.warn(
+                        self.refused_log.log(
                             Instant::now(),
                             format_args!("connection from {peer} refused: {limit} connections open, the limit"),
                         );
@@ -564,7 +592,7 @@ impl Driver {
                     self.spare_fd = None;
                     let taken = self.listener.accept();
                     self.spare_fd = spare_fd();
-                    self.refused_log.warn(
+                    self.refused_log.log(
                         Instant::now(),
                         format_args!("out of file descriptors ({e}): connection refused"),
                     );
@@ -1036,7 +1064,9 @@ impl Driver {
                 if reason == "closed by peer" {
                     debug!("link {}: {peer} {reason}", token.0);
                 } else {
-                    info!("link {}: closing connection with {peer}: {reason}", token.0);
+                    let line =
+                        format_args!("link {}: closing connection with {peer}: {reason}", token.0);
+                    self.close_log.log(Instant::now(), line);
                 }
                 self.servent.handle_link_down(link_of(token));
                 if let Some(index) = neighbour {

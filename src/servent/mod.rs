@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, info, warn, Level};
 
 use crate::hashing::IdMap;
 use crate::protocol::{Flood, Frame, KeyFloodRef, Text, INITIAL_TTL};
@@ -168,6 +168,41 @@ struct Link {
     /// Our own address on this link, as the other side sees it: our `myip:myport`.
     local: SocketAddr,
     peer: SocketAddr,
+    /// Whether its coming up was logged at info level: then so is its going.
+    announced: bool,
+}
+
+/// The servent's log lines that a peer can make repeat at will, one throttle a kind.
+#[derive(Debug)]
+struct PeerLogs {
+    /// A connection said what it is (neighbour or client).
+    roles: Throttle,
+    /// A protocol error closes a connection.
+    refusals: Throttle,
+    /// A topology info too long to add this servent to.
+    info_too_long: Throttle,
+    /// A flood with a TTL above 3.
+    ttl: Throttle,
+}
+
+impl PeerLogs {
+    fn new() -> PeerLogs {
+        PeerLogs {
+            roles: Throttle::new(Level::Info, "connections identified"),
+            refusals: Throttle::new(Level::Warn, "protocol errors"),
+            info_too_long: Throttle::new(Level::Warn, "topology infos too long"),
+            ttl: Throttle::new(Level::Warn, "TTLs above 3"),
+        }
+    }
+
+    fn all(&mut self) -> [&mut Throttle; 4] {
+        [
+            &mut self.roles,
+            &mut self.refusals,
+            &mut self.info_too_long,
+            &mut self.ttl,
+        ]
+    }
 }
 
 /// A servent: its store, its links, its seen set, and the actions it has decided on.
@@ -187,9 +222,7 @@ pub struct Servent {
     /// `Some` when verdicts are reported.
     verdicts: Option<VecDeque<Verdict>>,
     counters: Counters,
-    /// Logs floods with a TTL above 3 at most once a second: a peer can send them at
-    /// will.
-    ttl_log: Throttle,
+    logs: PeerLogs,
 }
 
 impl Servent {
@@ -205,7 +238,7 @@ impl Servent {
             actions: VecDeque::new(),
             verdicts: None,
             counters: Counters::default(),
-            ttl_log: Throttle::default(),
+            logs: PeerLogs::new(),
         }
     }
 
@@ -230,7 +263,14 @@ impl Servent {
                 Role::Unidentified
             }
         };
-        self.links.insert(link, Link { role, local, peer });
+        let announced = direction == Direction::Outbound;
+        let state = Link {
+            role,
+            local,
+            peer,
+            announced,
+        };
+        self.links.insert(link, state);
     }
 
     /// A connection is gone, for whatever reason.
@@ -239,10 +279,27 @@ impl Servent {
             if gone.role == Role::Servent {
                 self.neighbours.retain(|&n| n != link);
                 self.neighbours_changed += 1;
-                info!("link {link}: neighbour {} gone", gone.peer);
+                if gone.announced {
+                    info!("link {link}: neighbour {} gone", gone.peer);
+                } else {
+                    debug!("link {link}: neighbour {} gone", gone.peer);
+                }
             } else {
                 debug!("link {link}: {} gone", gone.peer);
             }
+        }
+    }
+
+    /// Whether some peer-triggered log lines were held back, to be counted by
+    /// [`Servent::tick_logs`] once more may be logged.
+    pub fn logs_held_back(&mut self) -> bool {
+        self.logs.all().iter().any(|t| t.holds_back())
+    }
+
+    /// Logs how many peer-triggered lines were held back, where that is due.
+    pub fn tick_logs(&mut self, now: Instant) {
+        for throttle in self.logs.all() {
+            throttle.tick(now);
         }
     }
 
@@ -261,17 +318,25 @@ impl Servent {
                 self.set_role(link, Role::Servent);
                 self.neighbours.push(link);
                 self.neighbours_changed += 1;
-                info!("link {link}: {peer} is a neighbour servent");
+                let line = format_args!("link {link}: {peer} is a neighbour servent");
+                if self.logs.roles.log(now, line) {
+                    if let Some(state) = self.links.get_mut(&link) {
+                        state.announced = true;
+                    }
+                }
             }
             (Role::Unidentified, Frame::Id { port }) => match peer {
                 SocketAddr::V4(peer_v4) => {
                     let reply = SocketAddrV4::new(*peer_v4.ip(), port);
                     self.set_role(link, Role::Client { reply });
-                    info!("link {link}: {peer} is a client, answers go to {reply}");
+                    let line =
+                        format_args!("link {link}: {peer} is a client, answers go to {reply}");
+                    self.logs.roles.log(now, line);
                 }
                 SocketAddr::V6(_) => self.refuse(
                     link,
                     format!("client {peer} is on IPv6, which the wire format cannot carry"),
+                    now,
                 ),
             },
             (Role::Servent, Frame::Id { port: 0 }) => {
@@ -299,7 +364,8 @@ impl Servent {
                     Role::Servent => "a neighbour servent",
                     Role::Client { .. } => "a client",
                 };
-                self.refuse(link, format!("{} is not allowed from {who}", frame.name()));
+                let reason = format!("{} is not allowed from {who}", frame.name());
+                self.refuse(link, reason, now);
             }
         }
     }
@@ -431,9 +497,11 @@ impl Servent {
         }
     }
 
-    fn refuse(&mut self, link: LinkId, reason: String) {
+    fn refuse(&mut self, link: LinkId, reason: String, now: Instant) {
         self.counters.protocol_errors += 1;
-        warn!("link {link}: closing: {reason}");
+        self.logs
+            .refusals
+            .log(now, format_args!("link {link}: closing: {reason}"));
         self.actions.push_back(Action::Close { link, reason });
     }
 
@@ -559,9 +627,12 @@ impl Servent {
         let info = match Text::new(info) {
             Ok(info) => info,
             Err(e) => {
-                warn!(
-                    "query {}#{} dropped: topology info with {me} added would be {e}",
-                    flood.client, flood.seq
+                self.logs.info_too_long.log(
+                    now,
+                    format_args!(
+                        "query {}#{} dropped: topology info with {me} added would be {e}",
+                        flood.client, flood.seq
+                    ),
                 );
                 let id = QueryId::new(flood.client, flood.seq);
                 self.verdict(Verdict::Dropped(id, DropReason::InfoTooLong));
@@ -636,7 +707,7 @@ impl Servent {
         now: Instant,
     ) {
         self.counters.ttl_above_max += 1;
-        self.ttl_log.warn(
+        self.logs.ttl.log(
             now,
             format_args!(
                 "query {client}#{seq} from {}: TTL {ttl} is above the protocol's {INITIAL_TTL} \

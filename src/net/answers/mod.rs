@@ -18,7 +18,7 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, Level};
 use mio::{Interest, Registry, Token};
 
 use super::sys;
@@ -75,7 +75,7 @@ impl Answers {
             timeout: options.timeout,
             sent: 0,
             lost: 0,
-            lost_log: Throttle::default(),
+            lost_log: Throttle::new(Level::Warn, "answers lost"),
             events: None,
         }
     }
@@ -102,6 +102,15 @@ impl Answers {
     /// Answer connections open.
     pub fn open(&self) -> usize {
         self.deliveries.len()
+    }
+
+    /// Whether lost answers' log lines were held back (see [`Throttle::tick`]).
+    pub fn logs_held_back(&self) -> bool {
+        self.lost_log.holds_back()
+    }
+
+    pub fn tick_logs(&mut self, now: Instant) {
+        self.lost_log.tick(now);
     }
 
     /// Answers waiting for their turn.
@@ -365,7 +374,7 @@ impl Answers {
     fn lose(&mut self, to: SocketAddrV4, resp: &[u8], what: fmt::Arguments<'_>) {
         self.lost += 1;
         self.lost_log
-            .warn(Instant::now(), format_args!("answer to {to} {what}"));
+            .log(Instant::now(), format_args!("answer to {to} {what}"));
         if let Some(events) = self.events.as_mut() {
             let fields = FrameFields::decode(resp);
             let query = fields.as_ref().and_then(|f| f.answer_query(to));
