@@ -14,9 +14,11 @@
 //! - [`trace`]: `servent --trace` events (JSON Lines), and `flood-view`'s drawing of
 //!   each query's flood from them. Pure but for the file writer.
 //! - [`hashing`]: cheap hashing for the maps on the forwarding path.
+//! - [`logging`]: the servent's log output, which never blocks the loop.
 
 pub mod client;
 pub mod hashing;
+pub mod logging;
 pub mod net;
 pub mod protocol;
 pub mod servent;
