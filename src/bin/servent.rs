@@ -1,14 +1,15 @@
 //! `servent <port> <keyvalues-file> [ip:port ...]`: one node of the network.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use log::{info, warn};
+use log::{info, warn, Level, LevelFilter, Log, Record};
 
+use tp3kv::logging::{self, Sink};
 use tp3kv::net::{self, budget, Driver, Options};
 use tp3kv::servent::{Config, Servent};
 use tp3kv::store::Store;
@@ -77,14 +78,34 @@ struct Args {
     trace: Option<PathBuf>,
 }
 
+/// How long a servent that is done waits for its last log lines to be written: stderr
+/// may be a pipe nobody reads.
+const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 fn main() {
     let args = Args::parse();
-    match run(args) {
-        Ok(summary) => eprintln!("servent: exiting: {summary}"),
+    // Everything the servent writes to stderr goes through the sink, so no write to
+    // stderr ever blocks the loop (or the exit).
+    let sink = match Sink::start(io::stderr(), logging::CAPACITY) {
+        Ok(sink) => sink,
         Err(e) => {
-            eprintln!("servent: error: {e:#}");
+            let _ = writeln!(io::stderr(), "servent: error: cannot start logging: {e}");
             std::process::exit(1);
         }
+    };
+    let outcome = run(args, &sink);
+    let failed = outcome.is_err();
+    let line = match outcome {
+        Ok(summary) => match sink.dropped() {
+            0 => format!("servent: exiting: {summary}\n"),
+            n => format!("servent: exiting: {summary}, log lines dropped {n}\n"),
+        },
+        Err(e) => format!("servent: error: {e:#}\n"),
+    };
+    sink.push(line.as_bytes());
+    sink.finish(LOG_FLUSH_LIMIT);
+    if failed {
+        std::process::exit(1);
     }
 }
 
@@ -95,7 +116,7 @@ fn seconds(name: &str, value: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-fn run(args: Args) -> Result<String> {
+fn run(args: Args, sink: &Sink) -> Result<String> {
     let config = Config {
         seen_lifetime: seconds("seen-lifetime", args.seen_lifetime)?,
         seen_capacity: args.seen_capacity,
@@ -117,7 +138,7 @@ fn run(args: Args) -> Result<String> {
         .with_context(|| format!("cannot load {}", args.keyvalues.display()))?;
     let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))?;
     let local = listener.local_addr()?;
-    init_logging(local.port());
+    init_logging(local.port(), sink);
     let tracer = match &args.trace {
         Some(path) => {
             // Named as other servents know it where that is known; else as it listens
@@ -155,8 +176,12 @@ fn run(args: Args) -> Result<String> {
     options.max_connections = split.connections;
     options.max_answers = split.answers;
 
-    println!("listening on {local}");
-    std::io::stdout().flush()?;
+    // Stdout may be gone (a closed pipe): the servent serves all the same.
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush()) {
+        info!("listening on {local} (not printed: stdout: {e})");
+    }
+    drop(stdout);
     info!(
         "{} keys from {}; neighbours: {:?}",
         store.len(),
@@ -179,17 +204,35 @@ fn run(args: Args) -> Result<String> {
 }
 
 /// `RUST_LOG` decides the level (default `info`); every line names this servent's port,
-/// so the logs of a whole topology can share one terminal.
-fn init_logging(port: u16) {
+/// so the logs of a whole topology can share one terminal. Lines go through `sink`,
+/// which drops them rather than block when stderr is not being read, and reports how
+/// many it dropped in a warning of the same format, whatever `RUST_LOG` says.
+fn init_logging(port: u16, sink: &Sink) {
+    let format = move |buf: &mut env_logger::fmt::Formatter, record: &Record| {
+        writeln!(
+            buf,
+            "{} servent:{port} {:<5} {}",
+            buf.timestamp_millis(),
+            record.level(),
+            record.args()
+        )
+    };
+    let notices = env_logger::Builder::new()
+        .filter_level(LevelFilter::Warn)
+        .format(format)
+        .target(env_logger::Target::Pipe(Box::new(sink.writer())))
+        .build();
+    sink.on_dropped(move |n| {
+        notices.log(
+            &Record::builder()
+                .level(Level::Warn)
+                .target("servent")
+                .args(format_args!("{}", logging::dropped_message(n)))
+                .build(),
+        )
+    });
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(move |buf, record| {
-            writeln!(
-                buf,
-                "{} servent:{port} {:<5} {}",
-                buf.timestamp_millis(),
-                record.level(),
-                record.args()
-            )
-        })
+        .format(format)
+        .target(env_logger::Target::Pipe(Box::new(sink.writer())))
         .init();
 }
