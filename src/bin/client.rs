@@ -1,6 +1,6 @@
 //! `client <ip:port>` or `client <local-port> <ip:port>`: the REPL that asks a servent.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(args) {
-        eprintln!("client: error: {e:#}");
+        let _ = writeln!(io::stderr(), "client: error: {e:#}");
         std::process::exit(1);
     }
 }
@@ -60,22 +60,76 @@ fn run(args: Args) -> Result<()> {
     let mut client = Client::connect(servent, reply_port, timeout, client::random_seq())?;
     client.draw_topology_trees(args.tree);
     let interactive = io::stdin().is_terminal();
+    let mut out = Output::new(io::stdout());
+    let mut err = Notes(io::stderr());
     if interactive {
-        eprintln!(
+        let _ = writeln!(
+            err,
             "connected to {servent}; answers come to port {}. `? key`, `T`, `Q`.",
             client.reply_port()
         );
     }
-    if interactive {
-        client.run(&mut Terminal::new()?, &mut io::stdout(), &mut io::stderr())?;
+    let outcome = if interactive {
+        client.run(&mut Terminal::new()?, &mut out, &mut err)
     } else {
-        client.run(
-            &mut Lines(io::stdin().lock()),
-            &mut io::stdout(),
-            &mut io::stderr(),
-        )?;
+        client.run(&mut Lines(io::stdin().lock()), &mut out, &mut err)
+    };
+    match outcome {
+        // Whoever read the answers has had enough (`client ... | head -1`): stop, as
+        // Unix tools do, quietly.
+        Err(_) if out.closed => Ok(()),
+        outcome => Ok(outcome?),
     }
-    Ok(())
+}
+
+/// The answers' way out, which remembers whether its reader went away (EPIPE).
+struct Output<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Output<W> {
+    fn new(inner: W) -> Output<W> {
+        Output {
+            inner,
+            closed: false,
+        }
+    }
+
+    fn check<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::BrokenPipe) {
+            self.closed = true;
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for Output<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.check(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush();
+        self.check(result)
+    }
+}
+
+/// Warnings and notes, on a best-effort basis: if stderr is gone, answers still go to
+/// stdout.
+struct Notes<W>(W);
+
+impl<W: Write> Write for Notes<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 /// Commands typed at a terminal: a prompt, line editing, and the session's history
