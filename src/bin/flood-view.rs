@@ -2,7 +2,7 @@
 //! and draws each query's flood as a tree, or with `--dot` as a Graphviz digraph.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufReader, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -42,13 +42,26 @@ fn name_pair(text: &str) -> Result<(String, String), String> {
 
 fn main() {
     let args = Args::parse();
-    match run(args) {
-        Ok(drawing) => print!("{drawing}"),
-        Err(e) => {
-            eprintln!("flood-view: error: {e:#}");
-            std::process::exit(1);
+    let outcome = run(args).and_then(|drawing| {
+        let mut stdout = io::stdout().lock();
+        match stdout
+            .write_all(drawing.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // Whoever read the drawing has had enough (`flood-view ... | head`): quietly.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            written => written.context("cannot write the drawing"),
         }
+    });
+    if let Err(e) = outcome {
+        note(format_args!("error: {e:#}"));
+        std::process::exit(1);
     }
+}
+
+/// `flood-view: ...` on stderr, if stderr is still there.
+fn note(message: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "flood-view: {message}");
 }
 
 /// Whether `query` (`ip:port#seq`) is the one asked for: named whole, or by its seq.
@@ -68,7 +81,7 @@ fn run(args: Args) -> Result<String> {
         let (events, warning) =
             view::parse(BufReader::new(file), &path.display().to_string(), keep)?;
         if let Some(warning) = warning {
-            eprintln!("flood-view: warning: {warning}");
+            note(format_args!("warning: {warning}"));
         }
         traces.push(events);
     }
@@ -80,7 +93,7 @@ fn run(args: Args) -> Result<String> {
         }
     }
     if floods.is_empty() {
-        eprintln!("flood-view: no queries in these traces");
+        note(format_args!("no queries in these traces"));
     }
     let mut names = Names::default();
     for (address, name) in &args.names {
