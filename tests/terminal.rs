@@ -1,6 +1,6 @@
 //! The client at a real terminal (tmux): a prompt, and the session's history, so the
-//! up arrow brings the last command back. Skipped, saying so, where tmux is missing
-//! (`.ci/run` installs it).
+//! up arrow brings the last command back; and `client ... | head -1` typed there.
+//! Skipped, saying so, where tmux is missing (`.ci/run` installs it).
 
 mod common;
 
@@ -16,7 +16,13 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str) -> Option<Tmux> {
-        let socket = format!("tp3kv-test-{}", std::process::id());
+        // One server per test: tests run in parallel, and each kills its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let socket = format!(
+            "tp3kv-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let started = Command::new("tmux")
             .args([
                 "-L",
@@ -105,6 +111,39 @@ fn the_up_arrow_repeats_the_last_command() {
     let screen = tmux.wait("the second answer", |s| s.matches(&answer).count() == 2);
     assert_eq!(screen.matches("> ? k").count(), 2, "{screen}");
     tmux.keys(&["Q", "Enter"]);
+}
+
+#[test]
+fn piped_into_head_the_answers_go_down_the_pipe_and_the_prompt_stays_on_the_screen() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED piped_into_head_...: tmux is not installed");
+        return;
+    }
+    let dir = TempDir::new("terminal-head");
+    let s1 = servent(&dir, "s1", "k v\n", &[]);
+    let out = dir.0.join("head.out");
+    // `client ... | head -1` typed at a terminal; the shell then says how the client
+    // ended, and stays for the screen to be read.
+    let command = format!(
+        "bash -c '{CLIENT} --timeout 0.3 {} | head -1 > {}; \
+         echo client ended ${{PIPESTATUS[0]}}; sleep 60'",
+        s1.local(),
+        out.display()
+    );
+    let tmux = Tmux::start(&command).expect("tmux starts");
+    let prompt = |s: &str| s.lines().last_non_empty().is_some_and(|l| l.trim() == ">");
+    tmux.wait("the prompt, on the screen", prompt);
+    tmux.keys(&["? k", "Enter"]);
+    wait_for("the answer, down the pipe", || {
+        std::fs::read_to_string(&out).is_ok_and(|o| o == format!("v {}\n", s1.local()))
+    });
+    tmux.wait("the next prompt", prompt);
+    // head is gone: the next answer has nowhere to go, and the client ends quietly.
+    tmux.keys(&["? k", "Enter"]);
+    let screen = tmux.wait("the client's end", |s| s.contains("client ended"));
+    assert!(screen.contains("client ended 0"), "{screen}");
+    assert!(!screen.contains("error"), "{screen}");
+    assert!(!screen.contains(&format!("v {}", s1.local())), "{screen}");
 }
 
 trait LastNonEmpty<'a> {

@@ -134,12 +134,18 @@ impl<W: Write> Write for Notes<W> {
 
 /// Commands typed at a terminal: a prompt, line editing, and the session's history
 /// (up and down arrows, Ctrl-R), from `rustyline`. Ctrl-C drops the line being typed;
-/// Ctrl-D on an empty line quits, as end of input does.
+/// Ctrl-D on an empty line quits, as end of input does. The prompt and the echo go to
+/// the terminal itself, not to stdout: with `client ... | head -1` at a terminal, the
+/// answers go down the pipe and the prompt stays on the screen.
 struct Terminal(rustyline::DefaultEditor);
 
 impl Terminal {
     fn new() -> Result<Terminal> {
-        let editor = rustyline::DefaultEditor::new().context("cannot set up the terminal")?;
+        let config = rustyline::Config::builder()
+            .behavior(rustyline::config::Behavior::PreferTerm)
+            .build();
+        let editor =
+            rustyline::DefaultEditor::with_config(config).context("cannot set up the terminal")?;
         Ok(Terminal(editor))
     }
 }
