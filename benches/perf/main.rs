@@ -113,8 +113,8 @@ impl Settings {
             match arg.as_str() {
                 "--bench" => benching = true, // what `cargo bench` passes to every bench
                 name if SECTIONS.contains(&name) => sections.push(name.to_string()),
-                // benches/seen.rs's name, which `cargo bench -- seen` passes here too.
-                "seen" => elsewhere = true,
+                // The other benches' names, which `cargo bench -- seen` passes here too.
+                "seen" | "store" => elsewhere = true,
                 other => {
                     return Err(format!(
                         "unknown argument {other:?} (sections: {})",
