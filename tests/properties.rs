@@ -905,12 +905,12 @@ impl Machine {
             };
             match kind {
                 QueryKind::Key => {
-                    if let Some(value) = self.store.get(flood.text.as_bytes()) {
+                    if let Some(value) = self.store.get_text(flood.text.as_bytes()) {
                         expected.push(Action::Answer {
                             to: flood.client,
                             frame: Frame::Resp {
                                 seq: flood.seq,
-                                value: value.clone(),
+                                value,
                             },
                         });
                     }

@@ -153,10 +153,9 @@ fn answerer(args: &[String]) -> Result<(), String> {
                             Frame::Id { port } => *reply_port = port,
                             Frame::KeyReq { seq, key } => {
                                 if let (Some(value), Ok(SocketAddr::V4(peer))) =
-                                    (store.get(key.as_bytes()), stream.peer_addr())
+                                    (store.get_text(key.as_bytes()), stream.peer_addr())
                                 {
                                     let to = SocketAddrV4::new(*peer.ip(), *reply_port);
-                                    let value = value.clone();
                                     answers.push((to, Frame::Resp { seq, value }.to_bytes()));
                                 }
                             }

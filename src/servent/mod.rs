@@ -579,7 +579,7 @@ impl Servent {
             self.ttl_above_max(from, query.client, query.seq, query.ttl, now);
         }
         let key = || String::from_utf8_lossy(query.key);
-        match self.store.get(query.key) {
+        match self.store.get_text(query.key) {
             Some(value) => {
                 debug!(
                     "query {}#{}: key {:?} found, answering",
@@ -589,7 +589,7 @@ impl Servent {
                 );
                 let frame = Frame::Resp {
                     seq: query.seq,
-                    value: value.clone(),
+                    value,
                 };
                 self.answer(query.client, frame);
             }
