@@ -2,10 +2,12 @@
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use log::{info, warn, Level, LevelFilter, Log, Record};
 
@@ -134,11 +136,12 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
         answer_queue: args.answer_queue,
         ..Options::default()
     };
-    let store = Store::load(&args.keyvalues)
+    init_logging(sink);
+    let store = load(&args.keyvalues)
         .with_context(|| format!("cannot load {}", args.keyvalues.display()))?;
     let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))?;
     let local = listener.local_addr()?;
-    init_logging(local.port(), sink);
+    PORT.store(local.port(), Ordering::Relaxed);
     let tracer = match &args.trace {
         Some(path) => {
             // Named as other servents know it where that is known; else as it listens
@@ -183,9 +186,10 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
     }
     drop(stdout);
     info!(
-        "{} keys from {}; neighbours: {:?}",
+        "{} keys from {} ({} KiB in memory); neighbours: {:?}",
         store.len(),
         args.keyvalues.display(),
+        store.heap_bytes().div_ceil(1024),
         args.neighbours
     );
     let servent = Servent::new(store, local.port(), config);
@@ -203,19 +207,53 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
     Ok(driver.summary())
 }
 
-/// `RUST_LOG` decides the level (default `info`); every line names this servent's port,
-/// so the logs of a whole topology can share one terminal. Lines go through `sink`,
-/// which drops them rather than block when stderr is not being read, and reports how
-/// many it dropped in a warning of the same format, whatever `RUST_LOG` says.
-fn init_logging(port: u16, sink: &Sink) {
-    let format = move |buf: &mut env_logger::fmt::Formatter, record: &Record| {
-        writeln!(
-            buf,
-            "{} servent:{port} {:<5} {}",
-            buf.timestamp_millis(),
-            record.level(),
-            record.args()
-        )
+/// How long a key-value file may take to load before the servent says it is waiting.
+const SLOW_LOAD: Duration = Duration::from_secs(3);
+
+/// Loads the key-value file in a thread of its own, so that a file that takes long (a
+/// FIFO nobody writes to yet, a slow disk) is reported once, rather than the servent
+/// waiting in silence before it listens. It goes on waiting: the file is what it serves.
+fn load(path: &Path) -> Result<Store> {
+    let (done, loaded) = mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("load".into())
+        .spawn(move || {
+            let _ = done.send(Store::load(&owned));
+        })
+        .context("cannot start the loading thread")?;
+    let result = match loaded.recv_timeout(SLOW_LOAD) {
+        Ok(result) => Ok(result),
+        Err(RecvTimeoutError::Timeout) => {
+            warn!(
+                "still loading {} after {} s (a FIFO nobody writes to, or a slow disk?); \
+                 listening once it is loaded",
+                path.display(),
+                SLOW_LOAD.as_secs()
+            );
+            loaded.recv()
+        }
+        Err(RecvTimeoutError::Disconnected) => loaded.recv(),
+    };
+    Ok(result.map_err(|_| anyhow!("the loading thread failed"))??)
+}
+
+/// The port this servent listens on, once it does (0 before): the log lines name it.
+static PORT: AtomicU16 = AtomicU16::new(0);
+
+/// `RUST_LOG` decides the level (default `info`); every line names this servent's port
+/// (once it listens), so the logs of a whole topology can share one terminal. Lines go
+/// through `sink`, which drops them rather than block when stderr is not being read,
+/// and reports how many it dropped in a warning of the same format, whatever
+/// `RUST_LOG` says.
+fn init_logging(sink: &Sink) {
+    let format = |buf: &mut env_logger::fmt::Formatter, record: &Record| {
+        let stamp = buf.timestamp_millis();
+        let (level, args) = (record.level(), record.args());
+        match PORT.load(Ordering::Relaxed) {
+            0 => writeln!(buf, "{stamp} servent {level:<5} {args}"),
+            port => writeln!(buf, "{stamp} servent:{port} {level:<5} {args}"),
+        }
     };
     let notices = env_logger::Builder::new()
         .filter_level(LevelFilter::Warn)
