@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use log::{info, warn, Level, LevelFilter, Log, Record};
 
 use tp3kv::logging::{self, Sink};
 use tp3kv::net::{self, budget, Driver, Options};
 use tp3kv::servent::{Config, Servent};
-use tp3kv::store::Store;
+use tp3kv::store::{Store, StoreError};
 use tp3kv::trace::Tracer;
 
 /// A servent of the TP3 key-value network: holds a key-value file, answers queries
@@ -210,32 +210,35 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
 /// How long a key-value file may take to load before the servent says it is waiting.
 const SLOW_LOAD: Duration = Duration::from_secs(3);
 
-/// Loads the key-value file in a thread of its own, so that a file that takes long (a
-/// FIFO nobody writes to yet, a slow disk) is reported once, rather than the servent
-/// waiting in silence before it listens. It goes on waiting: the file is what it serves.
-fn load(path: &Path) -> Result<Store> {
-    let (done, loaded) = mpsc::channel();
-    let owned = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("load".into())
+/// Loads the key-value file, with a thread watching: a file that takes long (a FIFO
+/// nobody writes to yet, a slow disk) is reported once, rather than the servent waiting
+/// in silence before it listens. It goes on waiting: the file is what it serves. The
+/// main thread loads, so the store's memory comes from the main allocator arena, and
+/// the watcher allocates nothing unless it warns.
+fn load(path: &Path) -> Result<Store, StoreError> {
+    let (done, loading) = mpsc::channel::<()>();
+    let shown = path.display().to_string();
+    let watcher = std::thread::Builder::new()
+        .name("load-watch".into())
+        .stack_size(64 * 1024)
         .spawn(move || {
-            let _ = done.send(Store::load(&owned));
-        })
-        .context("cannot start the loading thread")?;
-    let result = match loaded.recv_timeout(SLOW_LOAD) {
-        Ok(result) => Ok(result),
-        Err(RecvTimeoutError::Timeout) => {
-            warn!(
-                "still loading {} after {} s (a FIFO nobody writes to, or a slow disk?); \
-                 listening once it is loaded",
-                path.display(),
-                SLOW_LOAD.as_secs()
-            );
-            loaded.recv()
-        }
-        Err(RecvTimeoutError::Disconnected) => loaded.recv(),
-    };
-    Ok(result.map_err(|_| anyhow!("the loading thread failed"))??)
+            if let Err(RecvTimeoutError::Timeout) = loading.recv_timeout(SLOW_LOAD) {
+                warn!(
+                    "still loading {shown} after {} s (a FIFO nobody writes to, or a slow \
+                     disk?); listening once it is loaded",
+                    SLOW_LOAD.as_secs()
+                );
+            }
+        });
+    if let Err(e) = &watcher {
+        warn!("cannot watch the loading of {}: {e}", path.display());
+    }
+    let store = Store::load(path);
+    drop(done);
+    if let Ok(watcher) = watcher {
+        let _ = watcher.join();
+    }
+    store
 }
 
 /// The port this servent listens on, once it does (0 before): the log lines name it.
