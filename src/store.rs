@@ -7,16 +7,27 @@
 //! shown lossily. A UTF-8 byte-order mark at the very start of the file is not part of
 //! the first key: it is dropped.
 //!
-//! The store is compact: every key and value is in one byte arena, back to back, and
-//! an open-addressing index of 8-byte slots (and a tag byte each) points into it. A
-//! file is parsed as it is read, a chunk at a time, straight into the arena (no line is
-//! ever allocated), so loading a file costs at most its own size for the arena (less
-//! its separators and comments), 12 to 24 bytes per key for the index, and half as
-//! much again for a moment while the index grows; never the file twice.
+//! The store is compact. Entries are spread over shards by their key's hash (keyed
+//! per process: peers choose the keys looked up). Each shard is one byte arena of
+//! records (the key's length, the value's length, the key, the value) and an
+//! open-addressing index over groups of 8 slots: a tag byte per slot (0 if free, else 7
+//! bits of the key's hash) and, per group, where its records start in the arena, which
+//! holds them in slot order. A lookup reads its key's group of tags and, for a tag that
+//! is the key's, walks the group's records from that start to the slot. Tags and starts
+//! take a byte and a half a slot, little enough to stay in the caches: a key held costs
+//! one read of the arena, most keys not held none.
+//!
+//! A file is parsed as it is read, a chunk at a time, each line into its shard (no line
+//! is ever allocated). While loading, a shard's index holds each slot's record offset
+//! and its arena the records in file order; once the file is read, shard after shard,
+//! the live records are copied to an arena in slot order and the loading one dropped.
+//! So memory stays near the file's size, plus 5 bytes a slot while loading and 1.5
+//! after: never the file twice.
 
 use std::fmt;
 use std::hash::BuildHasher;
 use std::io::{self, Read};
+use std::ops::Range;
 use std::path::Path;
 
 use log::warn;
@@ -30,35 +41,136 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Bytes read from a file at a time.
 const CHUNK: usize = 64 * 1024;
 
-/// A slot packs an entry's arena offset (low 32 bits) and, above it, a 14-bit tag from
-/// its key's hash, its key's length and its value's length (9 bits each). A key is
-/// never empty, so a slot is 0 exactly when it is free.
-const LEN_BITS: u32 = 9;
-const LEN_MASK: u32 = (1 << LEN_BITS) - 1;
-const TAG_SHIFT: u32 = 64 - (32 - 2 * LEN_BITS);
-const _: () = assert!(MAX_TEXT <= LEN_MASK as usize);
+/// Slots whose tags are read at once, as one word.
+const GROUP: usize = 8;
+const LOW_BITS: u64 = u64::from_ne_bytes([0x01; GROUP]);
+const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; GROUP]);
 
-/// The index grows (doubles) before it is fuller than 3/4: linear probing stays short.
+/// File bytes a shard is meant for: a regular file gets one shard for each (rounded to
+/// a power of two), so that the copy each one makes once loaded is small.
+const SHARD_BYTES: usize = 256 * 1024;
+const MAX_SHARDS: usize = 1024;
+/// Shards for a file of unknown size (a pipe).
+const UNKNOWN_SIZE_SHARDS: usize = 64;
+
+/// A record's lengths take a byte each below this, else two.
+const SHORT_LEN: usize = 0x80;
+const _: () = assert!(MAX_TEXT < SHORT_LEN << 8);
+
+/// Hash bits: the low ones choose the group within a shard, bits 43 to 49 are the
+/// tag, and from bit 50 up the shard.
+const SHARD_SHIFT: u32 = 50;
+
+fn tag_of(hash: u64) -> u8 {
+    0x80 | (hash >> 43) as u8
+}
+
+fn shard_of(hash: u64, shards: usize) -> usize {
+    (hash >> SHARD_SHIFT) as usize & (shards - 1)
+}
+
+/// A shard's index grows (doubles) before it is fuller than 3/4.
 fn over_load(len: usize, slots: usize) -> bool {
     len * 4 >= slots * 3
+}
+
+/// Walks the groups of `tags` from the home of `hash`: `check` is called on each slot
+/// whose tag is the key's, and the first it accepts is `Ok`; else the first free slot
+/// is `Err`. Slots fill each group from its start and are never freed, so a key held
+/// is always before the first free slot from its home, and every group's taken slots
+/// come first. `tags` is a power of two of groups, never all taken.
+///
+/// The tags equal to the key's are the zero bytes of `group ^ pattern`: the classic
+/// test, which may also flag a byte just past a true zero; `check` rules it out like
+/// any other tag that is the key's by chance. A free slot is never flagged: its byte
+/// of `group ^ pattern` has the high bit set.
+#[inline]
+fn probe(tags: &[u8], hash: u64, mut check: impl FnMut(usize) -> bool) -> Result<usize, usize> {
+    let groups = tags.len() / GROUP;
+    let pattern = LOW_BITS * u64::from(tag_of(hash));
+    let mut group = hash as usize & (groups - 1);
+    loop {
+        let start = group * GROUP;
+        let word = &tags[start..start + GROUP];
+        let word = u64::from_le_bytes(word.try_into().expect("a group of tags"));
+        let x = word ^ pattern;
+        let mut candidates = x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS;
+        while candidates != 0 {
+            let slot = start + candidates.trailing_zeros() as usize / 8;
+            if check(slot) {
+                return Ok(slot);
+            }
+            candidates &= candidates - 1;
+        }
+        let free = !word & HIGH_BITS;
+        if free != 0 {
+            return Err(start + free.trailing_zeros() as usize / 8);
+        }
+        group = (group + 1) & (groups - 1);
+    }
+}
+
+fn push_len(arena: &mut Vec<u8>, len: usize) {
+    if len < SHORT_LEN {
+        arena.push(len as u8);
+    } else {
+        arena.extend_from_slice(&[0x80 | (len >> 8) as u8, len as u8]);
+    }
+}
+
+/// A length written by `push_len` at `at`, and the bytes it took.
+#[inline]
+fn read_len(arena: &[u8], at: usize) -> (usize, usize) {
+    let first = arena[at];
+    if first < 0x80 {
+        (usize::from(first), 1)
+    } else {
+        (
+            (usize::from(first & 0x7f) << 8) | usize::from(arena[at + 1]),
+            2,
+        )
+    }
+}
+
+/// Where a record's key and value are in its arena.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    key: usize,
+    key_len: usize,
+    value_len: usize,
+}
+
+impl Record {
+    #[inline]
+    fn at(arena: &[u8], at: usize) -> Record {
+        let (key_len, a) = read_len(arena, at);
+        let (value_len, b) = read_len(arena, at + a);
+        Record {
+            key: at + a + b,
+            key_len,
+            value_len,
+        }
+    }
+
+    fn key(&self) -> Range<usize> {
+        self.key..self.key + self.key_len
+    }
+
+    fn value(&self) -> Range<usize> {
+        self.key + self.key_len..self.end()
+    }
+
+    fn end(&self) -> usize {
+        self.key + self.key_len + self.value_len
+    }
 }
 
 /// A loaded key-value file.
 #[derive(Default, Clone)]
 pub struct Store {
-    /// Every entry's key then value, back to back.
-    arena: Vec<u8>,
-    /// The index: a power of two of slots (or none), linear probing.
-    slots: Vec<u64>,
-    /// A byte per slot: 0 if it is free, else 7 bits of its key's hash (and the high
-    /// bit), then a copy of the first `GROUP`, so that `GROUP` tags can be read from any
-    /// slot on. A lookup reads these first, a group at a time: an eighth of the slots'
-    /// size, they stay in the caches, so most keys not held are told without reading a
-    /// slot at all.
-    tags: Vec<u8>,
+    /// A power of two of them (none in an empty `Store::default()`).
+    shards: Vec<Shard>,
     len: usize,
-    /// Arena bytes no slot points to any more (values replaced by a later duplicate).
-    dead: usize,
     /// Looked up for every query that passes; peers choose the keys, so hashed with
     /// per-process seeds.
     seeds: FoldHashSeeds,
@@ -68,10 +180,151 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("keys", &self.len)
-            .field("arena_bytes", &self.arena.len())
-            .field("slots", &self.slots.len())
-            .field("dead_bytes", &self.dead)
+            .field("shards", &self.shards.len())
+            .field("heap_bytes", &self.heap_bytes())
             .finish()
+    }
+}
+
+/// A shard once loaded: records in slot order.
+#[derive(Default, Clone)]
+struct Shard {
+    /// A byte a slot: 0 if free, else `tag_of` its key's hash. Empty if the shard is.
+    tags: Vec<u8>,
+    /// Where each group's records start in `arena`.
+    starts: Vec<u32>,
+    /// The records of the taken slots, in slot order, and nothing else.
+    arena: Vec<u8>,
+}
+
+impl Shard {
+    #[inline]
+    fn get(&self, key: &[u8], hash: u64) -> Option<&[u8]> {
+        if self.tags.is_empty() {
+            return None;
+        }
+        let mut found = None;
+        let _ = probe(&self.tags, hash, |slot| {
+            // The slots before this one in its group are all taken: their records
+            // come first.
+            let mut at = self.starts[slot / GROUP] as usize;
+            for _ in 0..slot % GROUP {
+                at = Record::at(&self.arena, at).end();
+            }
+            let record = Record::at(&self.arena, at);
+            let same = record.key_len == key.len() && self.arena[record.key()] == *key;
+            if same {
+                found = Some(record);
+            }
+            same
+        });
+        found.map(|record| &self.arena[record.value()])
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.tags.capacity() + self.starts.capacity() * 4 + self.arena.capacity()
+    }
+}
+
+/// A shard while the file loads: records in file order, replaced ones included.
+#[derive(Default)]
+struct Building {
+    tags: Vec<u8>,
+    /// Each taken slot's record offset in `arena`.
+    slots: Vec<u32>,
+    arena: Vec<u8>,
+    len: usize,
+    /// Bytes of the records slots point to.
+    live: usize,
+}
+
+impl Building {
+    /// As `probe`, for `key`; the index must have been started (`grow`).
+    fn find(&self, key: &[u8], hash: u64) -> Result<usize, usize> {
+        probe(&self.tags, hash, |slot| {
+            let record = Record::at(&self.arena, self.slots[slot] as usize);
+            self.arena[record.key()] == *key
+        })
+    }
+
+    /// Doubles the index (or starts it), placing every entry again.
+    fn grow(&mut self, seeds: &FoldHashSeeds) {
+        let size = (self.slots.len() * 2).max(2 * GROUP);
+        let old_tags = std::mem::replace(&mut self.tags, vec![0; size]);
+        let old_slots = std::mem::replace(&mut self.slots, vec![0; size]);
+        for (&tag, &at) in old_tags.iter().zip(&old_slots) {
+            if tag == 0 {
+                continue;
+            }
+            let key = &self.arena[Record::at(&self.arena, at as usize).key()];
+            let hash = seeds.hash_one(key);
+            let Err(free) = probe(&self.tags, hash, |_| false) else {
+                unreachable!("a probe that accepts nothing ends at a free slot");
+            };
+            self.tags[free] = tag;
+            self.slots[free] = at;
+        }
+    }
+
+    /// Adds the entry of `line`; a key already held gets the new value.
+    fn insert(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        hash: u64,
+        seeds: &FoldHashSeeds,
+        line: usize,
+    ) -> Result<(), StoreError> {
+        if over_load(self.len + 1, self.slots.len()) {
+            self.grow(seeds);
+        }
+        let at = self.arena.len();
+        if u32::try_from(at + 4 + key.len() + value.len()).is_err() {
+            return Err(StoreError::TooLarge { line });
+        }
+        let found = self.find(key, hash);
+        push_len(&mut self.arena, key.len());
+        push_len(&mut self.arena, value.len());
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(value);
+        self.live += self.arena.len() - at;
+        match found {
+            Ok(slot) => {
+                let old = self.slots[slot] as usize;
+                self.live -= Record::at(&self.arena, old).end() - old;
+                self.slots[slot] = at as u32;
+            }
+            Err(free) => {
+                self.tags[free] = tag_of(hash);
+                self.slots[free] = at as u32;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The live records, copied in slot order to an arena of their own; the loading
+    /// arena and offsets go.
+    fn freeze(self) -> Shard {
+        let mut arena = Vec::with_capacity(self.live);
+        let groups = self.tags.len() / GROUP;
+        let mut starts = Vec::with_capacity(groups + 1);
+        for group in 0..groups {
+            starts.push(arena.len() as u32);
+            for slot in group * GROUP..(group + 1) * GROUP {
+                if self.tags[slot] == 0 {
+                    break;
+                }
+                let at = self.slots[slot] as usize;
+                arena.extend_from_slice(&self.arena[at..Record::at(&self.arena, at).end()]);
+            }
+        }
+        debug_assert_eq!(arena.len(), self.live);
+        Shard {
+            tags: self.tags,
+            starts,
+            arena,
+        }
     }
 }
 
@@ -87,7 +340,8 @@ pub enum StoreError {
         line: usize,
         len: usize,
     },
-    /// The keys and values up to `line` are over the 4 GiB a store can address.
+    /// The keys and values of one shard, up to `line`, are over the 4 GiB it can
+    /// address.
     TooLarge {
         line: usize,
     },
@@ -111,7 +365,7 @@ impl fmt::Display for StoreError {
             }
             StoreError::TooLarge { line } => write!(
                 f,
-                "line {line}: over 4 GiB of keys and values, more than a store holds"
+                "line {line}: over 4 GiB of keys and values in one shard, more than it holds"
             ),
         }
     }
@@ -121,39 +375,6 @@ impl std::error::Error for StoreError {}
 
 fn is_space(b: &u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c')
-}
-
-fn offset_of(slot: u64) -> usize {
-    slot as u32 as usize
-}
-
-fn key_len_of(slot: u64) -> usize {
-    ((slot >> (32 + LEN_BITS)) as u32 & LEN_MASK) as usize
-}
-
-fn value_len_of(slot: u64) -> usize {
-    ((slot >> 32) as u32 & LEN_MASK) as usize
-}
-
-/// Tags read at once, as one word.
-const GROUP: usize = 8;
-const LOW_BITS: u64 = u64::from_ne_bytes([0x01; GROUP]);
-const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; GROUP]);
-
-fn tag_of(hash: u64) -> u8 {
-    0x80 | (hash >> 43) as u8
-}
-
-/// The bits of a slot that a lookup compares next: more of the hash, and the key's
-/// length.
-fn probe_bits(hash: u64, key_len: usize) -> u64 {
-    (hash >> TAG_SHIFT << TAG_SHIFT) | ((key_len as u64) << (32 + LEN_BITS))
-}
-
-const PROBE_MASK: u64 = !((1 << (32 + LEN_BITS)) - 1);
-
-fn pack(offset: usize, hash: u64, key_len: usize, value_len: usize) -> u64 {
-    probe_bits(hash, key_len) | ((value_len as u64) << 32) | offset as u64
 }
 
 impl Store {
@@ -168,8 +389,7 @@ impl Store {
     /// is dropped with a warning naming the file.
     pub fn load(path: &Path) -> Result<Store, StoreError> {
         let file = std::fs::File::open(path).map_err(StoreError::Io)?;
-        // A regular file's size bounds the arena: reserved at once, it never moves. A
-        // pipe's is unknown (0), so the arena grows as it fills.
+        // A regular file's size sets the shards' number and room; a pipe's is unknown.
         let size = match file.metadata() {
             Ok(m) if m.is_file() => m.len(),
             _ => 0,
@@ -187,8 +407,7 @@ impl Store {
     /// Parses a key-value file from `reader`, a chunk at a time; `size_hint` is its size
     /// if known (else 0). Also says whether a byte-order mark was dropped.
     pub fn read(mut reader: impl Read, size_hint: u64) -> Result<(Store, bool), StoreError> {
-        let hint = usize::try_from(size_hint.min(u64::from(u32::MAX))).unwrap_or(0);
-        let mut loader = Loader::new(hint);
+        let mut loader = Loader::new(usize::try_from(size_hint).unwrap_or(usize::MAX));
         let mut buf = vec![0u8; CHUNK];
         // Enough of the start to tell a byte-order mark: a pipe may give less at a time.
         let mut head = 0;
@@ -211,13 +430,11 @@ impl Store {
     /// The value of `key`, if the store holds it.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        // An empty key is never held (no slot has a key length of 0): no need to ask.
-        if self.slots.is_empty() || key.len() > MAX_TEXT {
+        if self.shards.is_empty() || key.len() > MAX_TEXT {
             return None;
         }
-        let slot = self.slots[self.find(key, self.seeds.hash_one(key)).ok()?];
-        let at = offset_of(slot) + key.len();
-        Some(&self.arena[at..at + value_len_of(slot)])
+        let hash = self.seeds.hash_one(key);
+        self.shards[shard_of(hash, self.shards.len())].get(key, hash)
     }
 
     /// The value of `key` as a [`Text`], ready for a RESP.
@@ -237,136 +454,24 @@ impl Store {
 
     /// Every key and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.slots.iter().filter(|&&s| s != 0).map(|&s| {
-            let (at, k) = (offset_of(s), key_len_of(s));
-            (
-                &self.arena[at..at + k],
-                &self.arena[at + k..at + k + value_len_of(s)],
-            )
+        self.shards.iter().flat_map(|shard| {
+            let arena = &shard.arena[..];
+            let mut at = 0;
+            std::iter::from_fn(move || {
+                if at == arena.len() {
+                    return None;
+                }
+                let record = Record::at(arena, at);
+                at = record.end();
+                Some((&arena[record.key()], &arena[record.value()]))
+            })
         })
     }
 
-    /// Bytes of memory the store holds: its arena and its index.
+    /// Bytes of memory the store holds: its arenas and their indexes.
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.slots.capacity() * std::mem::size_of::<u64>()
-            + self.tags.capacity()
-    }
-
-    /// The slot holding `key` (`Ok`), or the free slot where it would go (`Err`). The
-    /// index has at least one free slot; `key` is 1 to `MAX_TEXT` bytes.
-    ///
-    /// Linear probing, `GROUP` tags at a time: in each group, the bytes equal to the
-    /// key's tag are candidates, and the first free byte ends the search. A key held is
-    /// always before the first free slot from its home; a candidate past it is another
-    /// key, told apart by the comparison like any other.
-    #[inline]
-    fn find(&self, key: &[u8], hash: u64) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let tags = LOW_BITS * u64::from(tag_of(hash));
-        let mut pos = hash as usize & mask;
-        loop {
-            let group = &self.tags[pos..pos + GROUP];
-            let group = u64::from_le_bytes(group.try_into().expect("GROUP bytes"));
-            // Bytes equal to the tag: zero bytes of `x` (the classic test; a byte just
-            // past a true match may show too, which the comparison rules out).
-            let x = group ^ tags;
-            let mut candidates = x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS;
-            while candidates != 0 {
-                let i = (pos + candidates.trailing_zeros() as usize / 8) & mask;
-                let slot = self.slots[i];
-                let at = offset_of(slot);
-                if slot & PROBE_MASK == probe_bits(hash, key.len())
-                    && &self.arena[at..at + key.len()] == key
-                {
-                    return Ok(i);
-                }
-                candidates &= candidates - 1;
-            }
-            let free = !group & HIGH_BITS;
-            if free != 0 {
-                return Err((pos + free.trailing_zeros() as usize / 8) & mask);
-            }
-            pos = (pos + GROUP) & mask;
-        }
-    }
-
-    /// Marks slot `i` taken by a key of this hash.
-    fn set_tag(&mut self, i: usize, hash: u64) {
-        self.tags[i] = tag_of(hash);
-        if i < GROUP {
-            let n = self.slots.len();
-            self.tags[n + i] = tag_of(hash);
-        }
-    }
-
-    /// Doubles the index (or starts it), placing every entry again.
-    fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
-        self.tags = vec![0; size + GROUP];
-        for slot in old.into_iter().filter(|&s| s != 0) {
-            let at = offset_of(slot);
-            let key = &self.arena[at..at + key_len_of(slot)];
-            let hash = self.seeds.hash_one(key);
-            let Err(free) = self.find(key, hash) else {
-                unreachable!("keys in the index are distinct");
-            };
-            self.slots[free] = slot;
-            self.set_tag(free, hash);
-        }
-    }
-
-    /// Indexes the entry whose key then value were just written at the arena's end,
-    /// from `at`. A key already held gets the new value.
-    fn commit(&mut self, at: usize, key_len: usize, value_len: usize) {
-        if over_load(self.len + 1, self.slots.len()) {
-            self.grow();
-        }
-        let key = &self.arena[at..at + key_len];
-        let hash = self.seeds.hash_one(key);
-        match self.find(key, hash) {
-            Err(free) => {
-                self.slots[free] = pack(at, hash, key_len, value_len);
-                self.set_tag(free, hash);
-                self.len += 1;
-            }
-            Ok(i) => {
-                let old = self.slots[i];
-                let (old_at, old_value_len) = (offset_of(old), value_len_of(old));
-                if value_len <= old_value_len {
-                    // The new value fits where the old one was: the entry stays put.
-                    let value = at + key_len;
-                    self.arena
-                        .copy_within(value..value + value_len, old_at + key_len);
-                    self.arena.truncate(at);
-                    self.dead += old_value_len - value_len;
-                    self.slots[i] = pack(old_at, hash, key_len, value_len);
-                } else {
-                    self.dead += key_len + old_value_len;
-                    self.slots[i] = pack(at, hash, key_len, value_len);
-                }
-            }
-        }
-    }
-
-    /// Once loaded: if over half the arena is values replaced by later duplicates, the
-    /// live entries are copied to an arena of their own; the arena gives back what it
-    /// reserved beyond its end.
-    fn settle(&mut self) {
-        if self.dead * 2 > self.arena.len() {
-            let mut arena = Vec::with_capacity(self.arena.len() - self.dead);
-            for slot in self.slots.iter_mut().filter(|s| **s != 0) {
-                let at = offset_of(*slot);
-                let end = at + key_len_of(*slot) + value_len_of(*slot);
-                let new_at = arena.len();
-                arena.extend_from_slice(&self.arena[at..end]);
-                *slot = (*slot & !u64::from(u32::MAX)) | new_at as u64;
-            }
-            self.arena = arena;
-            self.dead = 0;
-        }
-        self.arena.shrink_to_fit();
+        self.shards.iter().map(Shard::heap_bytes).sum::<usize>()
+            + self.shards.capacity() * std::mem::size_of::<Shard>()
     }
 }
 
@@ -393,17 +498,17 @@ enum State {
     Value,
 }
 
-/// The parser: bytes in, in pieces of any size, straight into the store's arena. Only
-/// the first `MAX_TEXT` bytes of a key or value are copied (a longer one is an error
-/// once its length is known, at the end of its line), so the arena never holds more
-/// than the bytes read.
+/// The parser: bytes in, in pieces of any size; each line's key and value gathered in
+/// one buffer (only their first `MAX_TEXT` bytes: a longer one is an error once its
+/// length is known, at the end of its line), then added to their shard.
 struct Loader {
-    store: Store,
+    shards: Vec<Building>,
+    seeds: FoldHashSeeds,
+    /// The current line's key, then its value.
+    line_bytes: Vec<u8>,
     state: State,
     /// The current line, 1-based.
     line: usize,
-    /// Where the current entry starts in the arena.
-    start: usize,
     key_len: usize,
     /// The value's bytes so far, trailing whitespace included.
     value_len: usize,
@@ -414,13 +519,26 @@ struct Loader {
 impl Loader {
     /// `size_hint`: the bytes to come, if known (else 0).
     fn new(size_hint: usize) -> Loader {
-        let mut store = Store::default();
-        store.arena.reserve_exact(size_hint);
+        let shards = match size_hint {
+            0 => UNKNOWN_SIZE_SHARDS,
+            size => (size / SHARD_BYTES).next_power_of_two().min(MAX_SHARDS),
+        };
+        // Room for a shard's share, and some: keys spread evenly but not exactly.
+        let room = match size_hint {
+            0 => 0,
+            size => (size / shards).saturating_add(size / shards / 16 + 1024),
+        };
         Loader {
-            store,
+            shards: (0..shards)
+                .map(|_| Building {
+                    arena: Vec::with_capacity(room),
+                    ..Building::default()
+                })
+                .collect(),
+            seeds: FoldHashSeeds::default(),
+            line_bytes: Vec::with_capacity(2 * MAX_TEXT),
             state: State::LineStart,
             line: 1,
-            start: 0,
             key_len: 0,
             value_len: 0,
             value_end: 0,
@@ -431,7 +549,7 @@ impl Loader {
     /// `MAX_TEXT`.
     fn copy(&mut self, bytes: &[u8], already: usize) {
         let room = MAX_TEXT.saturating_sub(already).min(bytes.len());
-        self.store.arena.extend_from_slice(&bytes[..room]);
+        self.line_bytes.extend_from_slice(&bytes[..room]);
     }
 
     fn feed(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
@@ -449,7 +567,7 @@ impl Loader {
                         Some(b'#') => self.state = State::Comment,
                         Some(_) => {
                             self.state = State::Key;
-                            self.start = self.store.arena.len();
+                            self.line_bytes.clear();
                             self.key_len = 0;
                             self.value_len = 0;
                             self.value_end = 0;
@@ -510,7 +628,7 @@ impl Loader {
         Ok(())
     }
 
-    /// At a line's end (or the file's) after a key: the entry is checked and indexed.
+    /// At a line's end (or the file's) after a key: the entry is checked and added.
     fn end_entry(&mut self) -> Result<(), StoreError> {
         let line = self.line;
         self.line += 1;
@@ -527,22 +645,26 @@ impl Loader {
                 len: self.value_end,
             });
         }
-        let end = self.start + self.key_len + self.value_end;
-        if end > u32::MAX as usize {
-            return Err(StoreError::TooLarge { line });
-        }
-        self.store.arena.truncate(end);
-        self.store.commit(self.start, self.key_len, self.value_end);
-        Ok(())
+        let (key, rest) = self.line_bytes.split_at(self.key_len);
+        let value = &rest[..self.value_end];
+        let hash = self.seeds.hash_one(key);
+        let shard = shard_of(hash, self.shards.len());
+        self.shards[shard].insert(key, value, hash, &self.seeds, line)
     }
 
-    /// At the end of the input: a last line without a newline counts too.
+    /// At the end of the input (a last line without a newline counts too): each shard
+    /// in turn copies its live records out and drops its loading arena.
     fn finish(mut self) -> Result<Store, StoreError> {
         if matches!(self.state, State::Key | State::AfterKey | State::Value) {
             self.end_entry()?;
         }
-        self.store.settle();
-        Ok(self.store)
+        let len = self.shards.iter().map(|shard| shard.len).sum();
+        let shards = self.shards.into_iter().map(Building::freeze).collect();
+        Ok(Store {
+            shards,
+            len,
+            seeds: self.seeds,
+        })
     }
 }
 
@@ -581,6 +703,19 @@ mod tests {
             interrupt: false,
         };
         Store::read(reader, 0)
+    }
+
+    fn arena_bytes(store: &Store) -> usize {
+        store.shards.iter().map(|s| s.arena.len()).sum()
+    }
+
+    /// The bytes the records of `store`'s entries take: lengths, key and value.
+    fn record_bytes(store: &Store) -> usize {
+        let len = |n: usize| if n < SHORT_LEN { 1 } else { 2 };
+        store
+            .iter()
+            .map(|(k, v)| len(k.len()) + len(v.len()) + k.len() + v.len())
+            .sum()
     }
 
     fn sorted(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -656,9 +791,10 @@ mod tests {
                 "v".repeat(99 + k % 7)
             );
         }
-        let live: usize = store.iter().map(|(k, v)| k.len() + v.len()).sum();
-        assert_eq!(store.arena.len(), live);
-        assert!(store.arena.capacity() < 2 * live, "{:?}", store);
+        // Only the last value of each key is left, with no room to spare.
+        assert_eq!(arena_bytes(&store), record_bytes(&store));
+        let capacity: usize = store.shards.iter().map(|s| s.arena.capacity()).sum();
+        assert_eq!(capacity, record_bytes(&store));
     }
 
     #[test]
@@ -764,7 +900,12 @@ mod tests {
         }
         let store = Store::parse(file.as_bytes()).unwrap();
         assert_eq!(store.len(), n);
-        assert!(!over_load(store.len(), store.slots.len()));
+        assert!(store.shards.len() > 1, "{store:?}");
+        for shard in &store.shards {
+            let taken = shard.tags.iter().filter(|&&t| t != 0).count();
+            assert!(!over_load(taken, shard.tags.len()));
+            assert_eq!(shard.starts.len(), shard.tags.len() / GROUP);
+        }
         for i in 0..n {
             assert_eq!(
                 value(&store, &format!("key{i}")).unwrap(),
@@ -775,27 +916,47 @@ mod tests {
         }
         assert_eq!(store.get(b""), None);
         assert_eq!(store.get("k".repeat(MAX_TEXT + 1).as_bytes()), None);
-        // The arena holds keys and values only, no separators.
-        let live: usize = store.iter().map(|(k, v)| k.len() + v.len()).sum();
-        assert_eq!(store.arena.len(), live);
-        assert_eq!(live, file.len() - 2 * n);
+        // The arenas hold the records only: two bytes of lengths where the file had a
+        // space and a newline.
+        assert_eq!(arena_bytes(&store), record_bytes(&store));
+        assert_eq!(arena_bytes(&store), file.len());
+        assert_eq!(store.iter().count(), n);
     }
 
     #[test]
     fn a_full_small_index_wraps_around_its_end() {
-        // 11 keys in 16 slots, under many seeds: probes run past the last slot to the
-        // first, through the copied tags.
+        // 11 keys in 2 groups of 8, under many seeds: a full last group sends keys to
+        // the first, and every group's records are walked.
         let file: String = (0..11).map(|i| format!("k{i} v{i}\n")).collect();
         for _ in 0..500 {
             let store = Store::parse(file.as_bytes()).unwrap();
-            assert_eq!(store.slots.len(), 16);
-            let n = store.slots.len();
-            assert_eq!(store.tags[..GROUP], store.tags[n..]);
+            assert_eq!(store.shards.len(), 1);
+            assert_eq!(store.shards[0].tags.len(), 16);
             for i in 0..11 {
                 assert_eq!(value(&store, &format!("k{i}")).unwrap(), format!("v{i}"));
                 assert_eq!(store.get(format!("k{}", i + 11).as_bytes()), None);
             }
         }
+    }
+
+    #[test]
+    fn lengths_of_one_and_two_bytes_are_walked_over() {
+        // Keys and values of every length class, many to a group, in a few shards.
+        let mut file = String::new();
+        let mut expected = Vec::new();
+        for i in 0..3000usize {
+            let key = format!("{i}-{}", "k".repeat(i * 7 % 390));
+            let value = "v".repeat(i * 13 % 401);
+            file.push_str(&format!("{key} {value}\n"));
+            expected.push((key, value));
+        }
+        let store = Store::parse(file.as_bytes()).unwrap();
+        assert!(store.shards.len() > 1, "{store:?}");
+        for (key, value) in &expected {
+            assert_eq!(store.get(key.as_bytes()), Some(value.as_bytes()), "{key}");
+        }
+        assert_eq!(store.get(b"3000-"), None);
+        assert_eq!(arena_bytes(&store), record_bytes(&store));
     }
 
     #[test]
