@@ -27,13 +27,15 @@
 use std::fmt;
 use std::hash::BuildHasher;
 use std::io::{self, Read};
-use std::ops::Range;
 use std::path::Path;
 
 use log::warn;
 
+mod index;
+
 use crate::hashing::FoldHashSeeds;
 use crate::protocol::{Text, MAX_TEXT};
+use index::{shard_of, Building, Shard};
 
 /// The UTF-8 byte-order mark some editors write at the start of a text file.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -41,129 +43,12 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Bytes read from a file at a time.
 const CHUNK: usize = 64 * 1024;
 
-/// Slots whose tags are read at once, as one word.
-const GROUP: usize = 8;
-const LOW_BITS: u64 = u64::from_ne_bytes([0x01; GROUP]);
-const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; GROUP]);
-
 /// File bytes a shard is meant for: a regular file gets one shard for each (rounded to
 /// a power of two), so that the copy each one makes once loaded is small.
 const SHARD_BYTES: usize = 256 * 1024;
 const MAX_SHARDS: usize = 1024;
 /// Shards for a file of unknown size (a pipe).
 const UNKNOWN_SIZE_SHARDS: usize = 64;
-
-/// A record's lengths take a byte each below this, else two.
-const SHORT_LEN: usize = 0x80;
-const _: () = assert!(MAX_TEXT < SHORT_LEN << 8);
-
-/// Hash bits: the low ones choose the group within a shard, bits 43 to 49 are the
-/// tag, and from bit 50 up the shard.
-const SHARD_SHIFT: u32 = 50;
-
-fn tag_of(hash: u64) -> u8 {
-    0x80 | (hash >> 43) as u8
-}
-
-fn shard_of(hash: u64, shards: usize) -> usize {
-    (hash >> SHARD_SHIFT) as usize & (shards - 1)
-}
-
-/// A shard's index grows (doubles) before it is fuller than 3/4.
-fn over_load(len: usize, slots: usize) -> bool {
-    len * 4 >= slots * 3
-}
-
-/// Walks the groups of `tags` from the home of `hash`: `check` is called on each slot
-/// whose tag is the key's, and the first it accepts is `Ok`; else the first free slot
-/// is `Err`. Slots fill each group from its start and are never freed, so a key held
-/// is always before the first free slot from its home, and every group's taken slots
-/// come first. `tags` is a power of two of groups, never all taken.
-///
-/// The tags equal to the key's are the zero bytes of `group ^ pattern`: the classic
-/// test, which may also flag a byte just past a true zero; `check` rules it out like
-/// any other tag that is the key's by chance. A free slot is never flagged: its byte
-/// of `group ^ pattern` has the high bit set.
-#[inline]
-fn probe(tags: &[u8], hash: u64, mut check: impl FnMut(usize) -> bool) -> Result<usize, usize> {
-    let groups = tags.len() / GROUP;
-    let pattern = LOW_BITS * u64::from(tag_of(hash));
-    let mut group = hash as usize & (groups - 1);
-    loop {
-        let start = group * GROUP;
-        let word = &tags[start..start + GROUP];
-        let word = u64::from_le_bytes(word.try_into().expect("a group of tags"));
-        let x = word ^ pattern;
-        let mut candidates = x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS;
-        while candidates != 0 {
-            let slot = start + candidates.trailing_zeros() as usize / 8;
-            if check(slot) {
-                return Ok(slot);
-            }
-            candidates &= candidates - 1;
-        }
-        let free = !word & HIGH_BITS;
-        if free != 0 {
-            return Err(start + free.trailing_zeros() as usize / 8);
-        }
-        group = (group + 1) & (groups - 1);
-    }
-}
-
-fn push_len(arena: &mut Vec<u8>, len: usize) {
-    if len < SHORT_LEN {
-        arena.push(len as u8);
-    } else {
-        arena.extend_from_slice(&[0x80 | (len >> 8) as u8, len as u8]);
-    }
-}
-
-/// A length written by `push_len` at `at`, and the bytes it took.
-#[inline]
-fn read_len(arena: &[u8], at: usize) -> (usize, usize) {
-    let first = arena[at];
-    if first < 0x80 {
-        (usize::from(first), 1)
-    } else {
-        (
-            (usize::from(first & 0x7f) << 8) | usize::from(arena[at + 1]),
-            2,
-        )
-    }
-}
-
-/// Where a record's key and value are in its arena.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    key: usize,
-    key_len: usize,
-    value_len: usize,
-}
-
-impl Record {
-    #[inline]
-    fn at(arena: &[u8], at: usize) -> Record {
-        let (key_len, a) = read_len(arena, at);
-        let (value_len, b) = read_len(arena, at + a);
-        Record {
-            key: at + a + b,
-            key_len,
-            value_len,
-        }
-    }
-
-    fn key(&self) -> Range<usize> {
-        self.key..self.key + self.key_len
-    }
-
-    fn value(&self) -> Range<usize> {
-        self.key + self.key_len..self.end()
-    }
-
-    fn end(&self) -> usize {
-        self.key + self.key_len + self.value_len
-    }
-}
 
 /// A loaded key-value file.
 #[derive(Default, Clone)]
@@ -183,148 +68,6 @@ impl fmt::Debug for Store {
             .field("shards", &self.shards.len())
             .field("heap_bytes", &self.heap_bytes())
             .finish()
-    }
-}
-
-/// A shard once loaded: records in slot order.
-#[derive(Default, Clone)]
-struct Shard {
-    /// A byte a slot: 0 if free, else `tag_of` its key's hash. Empty if the shard is.
-    tags: Vec<u8>,
-    /// Where each group's records start in `arena`.
-    starts: Vec<u32>,
-    /// The records of the taken slots, in slot order, and nothing else.
-    arena: Vec<u8>,
-}
-
-impl Shard {
-    #[inline]
-    fn get(&self, key: &[u8], hash: u64) -> Option<&[u8]> {
-        if self.tags.is_empty() {
-            return None;
-        }
-        let mut found = None;
-        let _ = probe(&self.tags, hash, |slot| {
-            // The slots before this one in its group are all taken: their records
-            // come first.
-            let mut at = self.starts[slot / GROUP] as usize;
-            for _ in 0..slot % GROUP {
-                at = Record::at(&self.arena, at).end();
-            }
-            let record = Record::at(&self.arena, at);
-            let same = record.key_len == key.len() && self.arena[record.key()] == *key;
-            if same {
-                found = Some(record);
-            }
-            same
-        });
-        found.map(|record| &self.arena[record.value()])
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.tags.capacity() + self.starts.capacity() * 4 + self.arena.capacity()
-    }
-}
-
-/// A shard while the file loads: records in file order, replaced ones included.
-#[derive(Default)]
-struct Building {
-    tags: Vec<u8>,
-    /// Each taken slot's record offset in `arena`.
-    slots: Vec<u32>,
-    arena: Vec<u8>,
-    len: usize,
-    /// Bytes of the records slots point to.
-    live: usize,
-}
-
-impl Building {
-    /// As `probe`, for `key`; the index must have been started (`grow`).
-    fn find(&self, key: &[u8], hash: u64) -> Result<usize, usize> {
-        probe(&self.tags, hash, |slot| {
-            let record = Record::at(&self.arena, self.slots[slot] as usize);
-            self.arena[record.key()] == *key
-        })
-    }
-
-    /// Doubles the index (or starts it), placing every entry again.
-    fn grow(&mut self, seeds: &FoldHashSeeds) {
-        let size = (self.slots.len() * 2).max(2 * GROUP);
-        let old_tags = std::mem::replace(&mut self.tags, vec![0; size]);
-        let old_slots = std::mem::replace(&mut self.slots, vec![0; size]);
-        for (&tag, &at) in old_tags.iter().zip(&old_slots) {
-            if tag == 0 {
-                continue;
-            }
-            let key = &self.arena[Record::at(&self.arena, at as usize).key()];
-            let hash = seeds.hash_one(key);
-            let Err(free) = probe(&self.tags, hash, |_| false) else {
-                unreachable!("a probe that accepts nothing ends at a free slot");
-            };
-            self.tags[free] = tag;
-            self.slots[free] = at;
-        }
-    }
-
-    /// Adds the entry of `line`; a key already held gets the new value.
-    fn insert(
-        &mut self,
-        key: &[u8],
-        value: &[u8],
-        hash: u64,
-        seeds: &FoldHashSeeds,
-        line: usize,
-    ) -> Result<(), StoreError> {
-        if over_load(self.len + 1, self.slots.len()) {
-            self.grow(seeds);
-        }
-        let at = self.arena.len();
-        if u32::try_from(at + 4 + key.len() + value.len()).is_err() {
-            return Err(StoreError::TooLarge { line });
-        }
-        let found = self.find(key, hash);
-        push_len(&mut self.arena, key.len());
-        push_len(&mut self.arena, value.len());
-        self.arena.extend_from_slice(key);
-        self.arena.extend_from_slice(value);
-        self.live += self.arena.len() - at;
-        match found {
-            Ok(slot) => {
-                let old = self.slots[slot] as usize;
-                self.live -= Record::at(&self.arena, old).end() - old;
-                self.slots[slot] = at as u32;
-            }
-            Err(free) => {
-                self.tags[free] = tag_of(hash);
-                self.slots[free] = at as u32;
-                self.len += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// The live records, copied in slot order to an arena of their own; the loading
-    /// arena and offsets go.
-    fn freeze(self) -> Shard {
-        let mut arena = Vec::with_capacity(self.live);
-        let groups = self.tags.len() / GROUP;
-        let mut starts = Vec::with_capacity(groups + 1);
-        for group in 0..groups {
-            starts.push(arena.len() as u32);
-            for slot in group * GROUP..(group + 1) * GROUP {
-                if self.tags[slot] == 0 {
-                    break;
-                }
-                let at = self.slots[slot] as usize;
-                arena.extend_from_slice(&self.arena[at..Record::at(&self.arena, at).end()]);
-            }
-        }
-        debug_assert_eq!(arena.len(), self.live);
-        Shard {
-            tags: self.tags,
-            starts,
-            arena,
-        }
     }
 }
 
@@ -454,18 +197,7 @@ impl Store {
 
     /// Every key and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.shards.iter().flat_map(|shard| {
-            let arena = &shard.arena[..];
-            let mut at = 0;
-            std::iter::from_fn(move || {
-                if at == arena.len() {
-                    return None;
-                }
-                let record = Record::at(arena, at);
-                at = record.end();
-                Some((&arena[record.key()], &arena[record.value()]))
-            })
-        })
+        self.shards.iter().flat_map(Shard::entries)
     }
 
     /// Bytes of memory the store holds: its arenas and their indexes.
@@ -529,12 +261,7 @@ impl Loader {
             size => (size / shards).saturating_add(size / shards / 16 + 1024),
         };
         Loader {
-            shards: (0..shards)
-                .map(|_| Building {
-                    arena: Vec::with_capacity(room),
-                    ..Building::default()
-                })
-                .collect(),
+            shards: (0..shards).map(|_| Building::with_room(room)).collect(),
             seeds: FoldHashSeeds::default(),
             line_bytes: Vec::with_capacity(2 * MAX_TEXT),
             state: State::LineStart,
@@ -670,6 +397,7 @@ impl Loader {
 
 #[cfg(test)]
 mod tests {
+    use super::index::{over_load, GROUP, SHORT_LEN};
     use super::*;
 
     fn value<'a>(store: &'a Store, key: &str) -> Option<std::borrow::Cow<'a, str>> {
