@@ -15,6 +15,7 @@
 //!   each query's flood from them. Pure but for the file writer.
 //! - [`hashing`]: cheap hashing for the maps on the forwarding path.
 //! - [`logging`]: the servent's log output, which never blocks the loop.
+//! - `throttle`: rate limits for the log lines a peer can make repeat.
 
 pub mod client;
 pub mod hashing;
