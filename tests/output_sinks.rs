@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tp3kv::protocol::{decode, Frame, Text};
+use tp3kv::protocol::Frame;
 
 const FLOOD_VIEW: &str = env!("CARGO_BIN_EXE_flood-view");
 
@@ -128,65 +128,10 @@ fn start_servent(
     servent
 }
 
-/// A normal query, as a client makes it: ID(reply port) and KEYREQ on one connection,
-/// the RESP on a connection from the servent. Returns the value and how long it took;
-/// gives up after `limit`.
-fn query(port: u16, key: &str, limit: Duration) -> Result<(String, Duration), String> {
-    let replies = TcpListener::bind("127.0.0.1:0").unwrap();
-    replies.set_nonblocking(true).unwrap();
-    let start = Instant::now();
-    let mut link = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    let mut bytes = Frame::Id {
-        port: replies.local_addr().unwrap().port(),
-    }
-    .to_bytes();
-    Frame::KeyReq {
-        seq: 7,
-        key: Text::try_from(key).unwrap(),
-    }
-    .encode(&mut bytes);
-    link.write_all(&bytes).map_err(|e| e.to_string())?;
-    let mut answer = loop {
-        match replies.accept() {
-            Ok((stream, _)) => break stream,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if start.elapsed() > limit {
-                    return Err(format!("no answer within {limit:?}"));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => return Err(format!("accept: {e}")),
-        }
-    };
-    answer.set_nonblocking(false).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    loop {
-        if let Some((frame, _)) = decode(&buf).map_err(|e| e.to_string())? {
-            return match frame {
-                Frame::Resp { seq: 7, value } => {
-                    Ok((value.to_lossy().into_owned(), start.elapsed()))
-                }
-                other => Err(format!("not the RESP: {other:?}")),
-            };
-        }
-        let left = limit.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(format!("no whole RESP within {limit:?}"));
-        }
-        answer.set_read_timeout(Some(left)).unwrap();
-        match answer.read(&mut chunk) {
-            Ok(0) => return Err(format!("closed after {buf:?}")),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("reading the RESP: {e}")),
-        }
-    }
-}
-
 /// Asserts that a normal query for `k` is answered `v` within [`PROMPT`]; returns how
 /// long it took.
 fn answered_promptly(port: u16, when: &str) -> Duration {
-    let (value, took) = query(port, "k", Duration::from_secs(5))
+    let (value, _, took) = raw_query(port, 7, "k", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{when}: the query failed: {e}"));
     assert_eq!(value, "v");
     assert!(took < PROMPT, "{when}: the answer took {took:?}");

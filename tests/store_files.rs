@@ -5,8 +5,7 @@
 mod common;
 
 use std::ffi::CString;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -14,59 +13,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tp3kv::protocol::{decode, Frame, Text};
 
 /// How soon an answer must come to count as prompt (it takes well under a millisecond
 /// on loopback; this leaves room for a busy machine).
 const PROMPT: Duration = Duration::from_secs(3);
 
-/// Asks `node` for `key` over raw sockets, as a client does: `ID(reply port)` and a
-/// KEYREQ on one connection, the RESP on a connection to the reply listener. The value
-/// and how long it took, or `None` if no answer came within `PROMPT`.
+/// Asks `node` for `key` over raw sockets, as a client does: the value and how long it
+/// took, or `None` if no answer came within `PROMPT`.
 fn query(node: &Node, seq: u32, key: &str) -> Option<(String, Duration)> {
-    let replies = TcpListener::bind("127.0.0.1:0").unwrap();
-    replies.set_nonblocking(true).unwrap();
-    let SocketAddr::V4(reply) = replies.local_addr().unwrap() else {
-        unreachable!("bound to an IPv4 address")
-    };
-    let start = Instant::now();
-    let mut servent = TcpStream::connect(node.local()).unwrap();
-    let mut request = Frame::Id { port: reply.port() }.to_bytes();
-    request.extend(
-        Frame::KeyReq {
-            seq,
-            key: Text::try_from(key).unwrap(),
-        }
-        .to_bytes(),
-    );
-    servent.write_all(&request).unwrap();
-    let (mut answer, from) = loop {
-        match replies.accept() {
-            Ok(accepted) => break accepted,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if start.elapsed() > PROMPT {
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    };
-    answer.set_nonblocking(false).unwrap();
-    answer.set_read_timeout(Some(PROMPT)).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    loop {
-        if let Some((frame, _)) = decode(&buf).unwrap() {
-            let Frame::Resp { seq: got, value } = frame else {
-                panic!("not a RESP from {from}: {frame:?}")
-            };
-            assert_eq!(got, seq, "the RESP's seq");
-            return Some((value.to_lossy().into_owned(), start.elapsed()));
-        }
-        let n = answer.read(&mut chunk).unwrap();
-        assert!(n > 0, "{from} closed before a whole RESP: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
+    match raw_query(node.port(), seq, key, PROMPT) {
+        Ok((value, _, took)) => Some((value, took)),
+        Err(e) if e.starts_with("no answer within") => None,
+        Err(e) => panic!("asking for {key:?}: {e}"),
     }
 }
 
@@ -93,15 +51,6 @@ fn start(dir: &TempDir, tag: &str, file: &Path) -> Node {
     let mut command = Command::new(SERVENT);
     command.env("RUST_LOG", "info").arg("0").arg(file);
     start_node(command, dir, tag)
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 #[test]
@@ -151,9 +100,9 @@ fn a_large_file_costs_under_three_times_its_size() {
     let log = node.log();
     assert!(log.contains(&format!("{} keys from", KEYS + 1)), "{log}");
 
-    let base = status_kib(small.pid(), "VmHWM:");
-    let peak = status_kib(node.pid(), "VmHWM:");
-    let resident = status_kib(node.pid(), "VmRSS:");
+    let base = small.peak_rss_kib().expect("VmHWM");
+    let peak = node.peak_rss_kib().expect("VmHWM");
+    let resident = node.rss_kib().expect("VmRSS");
     eprintln!(
         "servent with the large file: peak {peak} KiB, resident {resident} KiB; \
          with a one-line file: peak {base} KiB"

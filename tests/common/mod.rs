@@ -412,3 +412,64 @@ pub fn loopback_listener(backlog: i32) -> (Socket, SocketAddrV4) {
     let addr = socket.local_addr().unwrap().as_socket_ipv4().unwrap();
     (socket, addr)
 }
+
+/// A lookup as a client makes it, over raw sockets: `ID(reply port)` and a KEYREQ for
+/// `key` on one connection to the servent on loopback `port`, the RESP on a connection
+/// to our own reply listener. Returns the value, the answer connection's source and how
+/// long it took; an error says what went wrong (nothing within `limit` included).
+pub fn raw_query(
+    port: u16,
+    seq: u32,
+    key: &str,
+    limit: Duration,
+) -> Result<(String, SocketAddr, Duration), String> {
+    let replies = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    replies.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    let mut link = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut bytes = tp3kv::protocol::Frame::Id {
+        port: replies.local_addr().unwrap().port(),
+    }
+    .to_bytes();
+    tp3kv::protocol::Frame::KeyReq {
+        seq,
+        key: tp3kv::protocol::Text::try_from(key).map_err(|e| e.to_string())?,
+    }
+    .encode(&mut bytes);
+    link.write_all(&bytes).map_err(|e| e.to_string())?;
+    let (mut answer, from) = loop {
+        match replies.accept() {
+            Ok(accepted) => break accepted,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if start.elapsed() > limit {
+                    return Err(format!("no answer within {limit:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+    };
+    answer.set_nonblocking(false).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some((frame, _)) = tp3kv::protocol::decode(&buf).map_err(|e| e.to_string())? {
+            return match frame {
+                tp3kv::protocol::Frame::Resp { seq: got, value } if got == seq => {
+                    Ok((value.to_lossy().into_owned(), from, start.elapsed()))
+                }
+                other => Err(format!("not the RESP to seq {seq} from {from}: {other:?}")),
+            };
+        }
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(format!("no whole RESP from {from} within {limit:?}"));
+        }
+        answer.set_read_timeout(Some(left)).unwrap();
+        match answer.read(&mut chunk) {
+            Ok(0) => return Err(format!("{from} closed after {buf:?}")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("reading the RESP from {from}: {e}")),
+        }
+    }
+}
