@@ -1,4 +1,4 @@
-//! The codec against `wire-vectors.json` (a copy of `shared/wire-vectors.json`) and
+//! The codec against `tests/data/wire-vectors.json` (docs/PROTOCOL.md's examples) and
 //! against itself: every vector decodes to its frame and encodes back byte for byte,
 //! invalid headers are refused before their body, and a stream decodes the same
 //! whether it arrives whole or one byte at a time.

@@ -1,6 +1,6 @@
 --[[
 tp3kv.lua: a Wireshark/tshark dissector for the tp3kv peer-to-peer key-value
-protocol (UFMG DCC023 TP3). The wire format is shared/PROTOCOL.md; more in
+protocol (UFMG DCC023 TP3). The wire format is docs/PROTOCOL.md; more in
 contrib/wireshark/README.md.
 
 Use it for one run (from the repository root):

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """tp3ref: an independent reference implementation of the TP3 key-value protocol.
 
-Written from /work/shared/PROTOCOL.md only (without looking at the Rust sources),
-standard library only, for the interoperability tests: ours with theirs, both ways.
+Written from the protocol's specification alone (as described in docs/PROTOCOL.md),
+without looking at the Rust sources, standard library only, for the interoperability
+tests: ours with theirs, both ways.
 
   tp3ref.py servent [--bytewise] <port> <keyvalues-file> [ip:port ...]
   tp3ref.py client [--timeout SECS] [--bytewise] [<local-port>] <servent-ip:port>
