@@ -188,6 +188,54 @@ pub enum Frame {
     },
 }
 
+/// The frame in the wire's own words, as counters and traces name it:
+/// `KEYFLOOD ttl=2 seq=7 client=127.0.0.1:41001 key="rtmp"`. Texts are quoted, shown
+/// lossily as UTF-8 with quotes, backslashes and control characters escaped (as
+/// `flood-view` shows them), so a log line is always one line.
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Id { port } => write!(f, "ID port={port}"),
+            Frame::KeyReq { seq, key } => write!(f, "KEYREQ seq={seq} key={key:?}"),
+            Frame::TopoReq { seq } => write!(f, "TOPOREQ seq={seq}"),
+            Frame::KeyFlood(flood) => flood.show(f, "KEYFLOOD", "key"),
+            Frame::TopoFlood(flood) => flood.show(f, "TOPOFLOOD", "info"),
+            Frame::Resp { seq, value } => write!(f, "RESP seq={seq} value={value:?}"),
+        }
+    }
+}
+
+impl Flood {
+    /// `NAME ttl=.. seq=.. client=.. FIELD="text"`.
+    fn show(&self, f: &mut fmt::Formatter<'_>, name: &str, field: &str) -> fmt::Result {
+        show_flood(
+            f,
+            name,
+            self.ttl,
+            self.seq,
+            self.client,
+            field,
+            self.text.as_bytes(),
+        )
+    }
+}
+
+fn show_flood(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    ttl: u16,
+    seq: u32,
+    client: SocketAddrV4,
+    field: &str,
+    text: &[u8],
+) -> fmt::Result {
+    write!(
+        f,
+        "{name} ttl={ttl} seq={seq} client={client} {field}={:?}",
+        String::from_utf8_lossy(text)
+    )
+}
+
 impl Frame {
     /// The protocol's name for this frame's type, for logs and errors.
     pub fn name(&self) -> &'static str {
@@ -380,6 +428,22 @@ impl fmt::Debug for KeyFloodRef<'_> {
     }
 }
 
+/// Shown as the KEYFLOOD it is, in the same words as [`Frame`]'s `Display`, so a log
+/// reads the same whichever path took the frame.
+impl fmt::Display for KeyFloodRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        show_flood(
+            f,
+            "KEYFLOOD",
+            self.ttl,
+            self.seq,
+            self.client,
+            "key",
+            self.key,
+        )
+    }
+}
+
 /// Rewrites the TTL of a whole KEYFLOOD or TOPOFLOOD in place.
 pub fn set_flood_ttl(frame: &mut [u8], ttl: u16) {
     frame[2..4].copy_from_slice(&ttl.to_be_bytes());
@@ -527,6 +591,7 @@ mod tests {
         );
         assert_eq!(view.to_frame(), frame);
         assert_eq!(format!("{view:?}"), format!("{frame:?}"));
+        assert_eq!(view.to_string(), frame.to_string());
         set_flood_ttl(&mut bytes, 2);
         let Ok(Some((Frame::KeyFlood(moved_on), _))) = decode(&bytes) else {
             panic!("{bytes:?}")
@@ -570,5 +635,82 @@ mod tests {
         assert_eq!(frames, vec![Frame::Id { port: 0 }]);
         assert_eq!(used, 4);
         assert_eq!(err, Some(DecodeError::UnknownType(0xffff)));
+    }
+
+    #[test]
+    fn frames_display_in_the_wire_words() {
+        let client: SocketAddrV4 = "127.0.0.1:41001".parse().unwrap();
+        let cases = [
+            (Frame::Id { port: 0 }, "ID port=0"),
+            (Frame::Id { port: 5151 }, "ID port=5151"),
+            (
+                Frame::KeyReq {
+                    seq: 7,
+                    key: text("rtmp"),
+                },
+                r#"KEYREQ seq=7 key="rtmp""#,
+            ),
+            (Frame::TopoReq { seq: 9 }, "TOPOREQ seq=9"),
+            (
+                Frame::KeyFlood(Flood {
+                    ttl: 2,
+                    seq: 7,
+                    client,
+                    text: text("rtmp"),
+                }),
+                r#"KEYFLOOD ttl=2 seq=7 client=127.0.0.1:41001 key="rtmp""#,
+            ),
+            (
+                Frame::TopoFlood(Flood {
+                    ttl: 3,
+                    seq: 9,
+                    client,
+                    text: text("127.0.0.1:5001 127.0.0.1:5002"),
+                }),
+                r#"TOPOFLOOD ttl=3 seq=9 client=127.0.0.1:41001 info="127.0.0.1:5001 127.0.0.1:5002""#,
+            ),
+            (
+                Frame::Resp {
+                    seq: 7,
+                    value: text("1935/tcp"),
+                },
+                r#"RESP seq=7 value="1935/tcp""#,
+            ),
+            (
+                Frame::Resp {
+                    seq: 4294967295,
+                    value: text(""),
+                },
+                r#"RESP seq=4294967295 value="""#,
+            ),
+        ];
+        for (frame, shown) in cases {
+            assert_eq!(frame.to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn displayed_texts_stay_on_one_line() {
+        let frame = Frame::Resp {
+            seq: 1,
+            value: Text::new(b"a\"b\\c\nforged\r\x1b[2J\0\xff").unwrap(),
+        };
+        assert_eq!(
+            frame.to_string(),
+            "RESP seq=1 value=\"a\\\"b\\\\c\\nforged\\r\\u{1b}[2J\\0\u{fffd}\""
+        );
+        let flood = Frame::KeyFlood(Flood {
+            ttl: 1,
+            seq: 2,
+            client: "10.0.0.1:7".parse().unwrap(),
+            text: Text::new(b"k\ney").unwrap(),
+        });
+        let bytes = flood.to_bytes();
+        let view = KeyFloodRef::parse(&bytes).unwrap();
+        assert_eq!(
+            view.to_string(),
+            r#"KEYFLOOD ttl=1 seq=2 client=10.0.0.1:7 key="k\ney""#
+        );
+        assert_eq!(view.to_string(), flood.to_string());
     }
 }

@@ -1,78 +1,103 @@
 //! `servent <port> <keyvalues-file> [ip:port ...]`: one node of the network.
+//!
+//! Exit status: 0 once stopped by SIGINT or SIGTERM, 1 on a runtime error (cannot
+//! bind, cannot read the file), 2 on a usage error (anything wrong in the command
+//! line, a servent named as its own neighbour included). Every error is one line,
+//! `servent: error: ...`.
 
+use std::fmt;
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::error::ErrorKind;
 use clap::Parser;
 use log::{info, warn, Level, LevelFilter, Log, Record};
 
 use tp3kv::logging::{self, Sink};
-use tp3kv::net::{self, budget, Driver, Options};
+use tp3kv::net::{self, budget, BindError, Driver, Options};
 use tp3kv::servent::{Config, Servent};
 use tp3kv::store::{Store, StoreError};
 use tp3kv::trace::Tracer;
 
-/// A servent of the TP3 key-value network: holds a key-value file, answers queries
-/// from clients and floods them to its neighbours.
+/// One servent of the TP3 key-value network.
+///
+/// A servent holds the keys and values of a file, listens for clients and neighbour
+/// servents, and keeps a TCP link to every neighbour named on its command line. A
+/// client's query (KEYREQ, TOPOREQ) is flooded to the neighbours (KEYFLOOD,
+/// TOPOFLOOD) up to 3 hops further; every servent that holds the key answers the
+/// client directly, on a connection of its own (RESP).
+///
+/// It prints `listening on IP:PORT` on stdout once it listens, and logs to stderr
+/// (RUST_LOG sets the level: info by default, `debug` shows every frame). SIGUSR1
+/// logs its counters; SIGINT or SIGTERM stop it, with a summary line.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    name = "servent",
+    version,
+    about = "One servent of the TP3 key-value network: holds a key-value file, answers \
+             clients' queries and floods them to its neighbours.",
+    after_help = AFTER_HELP
+)]
 struct Args {
     /// Port to listen on (0: any free port; the chosen one is printed).
     port: u16,
     /// Key-value file: one `key value...` per line, `#` comments.
+    #[arg(value_name = "KEYVALUES_FILE")]
     keyvalues: PathBuf,
-    /// Neighbour servents to connect to, as ip:port.
-    #[arg(value_parser = net::resolve_v4)]
+    /// Neighbour servents to link to, as ip:port (they need not be running yet: each
+    /// is dialled until it answers, and again whenever its link goes down).
+    #[arg(value_name = "IP:PORT", value_parser = net::resolve_v4)]
     neighbours: Vec<SocketAddrV4>,
     /// Address to listen on. `::` listens on IPv6 too, where clients are refused
     /// with a log line: the wire format has no room for an IPv6 reply address.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     listen_ip: IpAddr,
     /// The address other hosts reach this servent at, named in topology answers and
     /// in floods for clients on loopback (default: the address each link shows).
-    #[arg(long)]
+    #[arg(long, value_name = "IP")]
     advertise: Option<Ipv4Addr>,
     /// Seconds a handled query is remembered, to drop its later copies.
-    #[arg(long, default_value_t = 60.0)]
-    seen_lifetime: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Config::default().seen_lifetime))]
+    seen_lifetime: Seconds,
     /// The most queries remembered at once (the oldest are forgotten first).
-    #[arg(long, default_value_t = Config::default().seen_capacity)]
+    #[arg(long, value_name = "N", default_value_t = Config::default().seen_capacity)]
     seen_capacity: usize,
     /// Accepted connections open at once; past it new ones are closed at once.
-    #[arg(long, default_value_t = Options::default().max_connections)]
+    #[arg(long, value_name = "N", default_value_t = Options::default().max_connections)]
     max_connections: usize,
     /// Seconds an accepted connection has to send its ID.
-    #[arg(long, default_value_t = Options::default().id_timeout.as_secs_f64())]
-    id_timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Options::default().id_timeout))]
+    id_timeout: Seconds,
     /// Bytes a peer may leave unread before it is dropped.
-    #[arg(long, default_value_t = Options::default().outbox_limit)]
+    #[arg(long, value_name = "BYTES", default_value_t = Options::default().outbox_limit)]
     max_outbox: usize,
     /// Bytes all peers together may leave unread; past it, the peer with the most
     /// waiting is dropped, so memory stays bounded however many stop reading.
-    #[arg(long, default_value_t = Options::default().max_buffered)]
+    #[arg(long, value_name = "BYTES", default_value_t = Options::default().max_buffered)]
     max_buffered: usize,
     /// Seconds a peer's output may wait with none of it taken before the peer is
     /// dropped.
-    #[arg(long, default_value_t = Options::default().stall_timeout.as_secs_f64())]
-    stall_timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Options::default().stall_timeout))]
+    stall_timeout: Seconds,
     /// Seconds an answer connection has to connect and deliver its RESP.
-    #[arg(long, default_value_t = Options::default().answer_timeout.as_secs_f64())]
-    answer_timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Options::default().answer_timeout))]
+    answer_timeout: Seconds,
     /// Answer connections open at once; more wait in a queue.
-    #[arg(long, default_value_t = Options::default().max_answers)]
+    #[arg(long, value_name = "N", default_value_t = Options::default().max_answers)]
     max_answers: usize,
     /// Answer connections open at once to one client's reply address; its other
     /// answers wait their turn, so one client cannot hold up the others.
-    #[arg(long, default_value_t = Options::default().answers_per_address)]
+    #[arg(long, value_name = "N", default_value_t = Options::default().answers_per_address)]
     answers_per_address: usize,
     /// Answers that may wait for their turn; past it, the client with the most waiting
     /// loses its oldest.
-    #[arg(long, default_value_t = Options::default().answer_queue)]
+    #[arg(long, value_name = "N", default_value_t = Options::default().answer_queue)]
     answer_queue: usize,
     /// Append a trace to this file: one JSON line per frame received, sent, answered
     /// or dropped. `flood-view` draws the floods in the traces of several servents.
@@ -80,20 +105,57 @@ struct Args {
     trace: Option<PathBuf>,
 }
 
+const AFTER_HELP: &str = "\
+Examples:
+  servent 5001 keys.txt                    a servent on port 5001, no neighbours
+  servent 5002 more.txt 127.0.0.1:5001     a second one, linked to the first
+  client 127.0.0.1:5002                    then ask them (`? key`, `T`, `Q`)
+
+Logs (stderr), chosen by RUST_LOG: unset is `info` (start-up, links, warnings);
+`debug` or `servent=debug` adds every frame received and sent, in the wire's words.
+A neighbour that cannot be reached is one warning, and one line when it comes up.
+
+Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.";
+
+/// A positive, finite number of seconds, as a flag takes it (`0.5`, `60`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seconds(Duration);
+
+impl FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Seconds, String> {
+        let bad = || "expected a positive number of seconds, such as 2 or 0.5".to_string();
+        let value: f64 = text.trim().parse().map_err(|_| bad())?;
+        if !value.is_finite() || value <= 0.0 {
+            return Err(bad());
+        }
+        Duration::try_from_secs_f64(value)
+            .map(Seconds)
+            .map_err(|_| format!("{value} seconds is too long"))
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
 /// How long a servent that is done waits for its last log lines to be written: stderr
 /// may be a pipe nobody reads.
 const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 fn main() {
-    let args = Args::parse();
+    let args = parse_args();
+    if let Err(e) = check(&args) {
+        fail(2, &e);
+    }
     // Everything the servent writes to stderr goes through the sink, so no write to
     // stderr ever blocks the loop (or the exit).
     let sink = match Sink::start(io::stderr(), logging::CAPACITY) {
         Ok(sink) => sink,
-        Err(e) => {
-            let _ = writeln!(io::stderr(), "servent: error: cannot start logging: {e}");
-            std::process::exit(1);
-        }
+        Err(e) => fail(1, &format!("cannot start logging: {e}")),
     };
     let outcome = run(args, &sink);
     let failed = outcome.is_err();
@@ -111,26 +173,126 @@ fn main() {
     }
 }
 
-fn seconds(name: &str, value: f64) -> Result<Duration> {
-    if !(value.is_finite() && value > 0.0) {
-        bail!("bad --{name} {value}: expected a positive number of seconds");
+/// `servent: error: <what>` on stderr, and exit with `status`.
+fn fail(status: i32, what: &str) -> ! {
+    let _ = writeln!(io::stderr(), "servent: error: {what}");
+    std::process::exit(status);
+}
+
+/// The command line, or exit: `--help` and `--version` print and exit 0; anything
+/// wrong is one line and exit 2 (clap's own report spans several lines, with the usage
+/// and a hint, which `--help` gives anyway).
+fn parse_args() -> Args {
+    match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => fail(2, &one_line(&e.render().to_string())),
     }
-    Ok(Duration::from_secs_f64(value))
+}
+
+/// A clap error report on one line: its message and any details or tips, without the
+/// usage and the pointer to `--help`.
+fn one_line(report: &str) -> String {
+    let mut line = String::new();
+    for part in report.lines().map(str::trim) {
+        if part.is_empty() || part.starts_with("Usage:") || part.starts_with("For more") {
+            continue;
+        }
+        let part = part.strip_prefix("error: ").unwrap_or(part);
+        if !line.is_empty() {
+            line.push_str(if part.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(part);
+    }
+    line
+}
+
+/// What clap cannot see: a servent named as its own neighbour. Its port must be
+/// given, not chosen by the system.
+fn check(args: &Args) -> Result<(), String> {
+    for &neighbour in &args.neighbours {
+        if is_self(neighbour, args.listen_ip, args.port, args.advertise) {
+            return Err(format!(
+                "neighbour {neighbour} is this servent itself (it listens on {}): a \
+                 servent cannot be its own neighbour",
+                SocketAddr::new(args.listen_ip, args.port)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a connection to `neighbour` would reach this servent's own listener:
+/// its port on the address it listens on, on the address it advertises, or, when it
+/// listens on every address (`0.0.0.0`, `::`), on any address of this host.
+fn is_self(
+    neighbour: SocketAddrV4,
+    listen_ip: IpAddr,
+    port: u16,
+    advertise: Option<Ipv4Addr>,
+) -> bool {
+    if port == 0 || neighbour.port() != port {
+        return false;
+    }
+    let ip = *neighbour.ip();
+    if advertise == Some(ip) {
+        return true;
+    }
+    let listen_v4 = match listen_ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    match listen_v4 {
+        Some(any) if any.is_unspecified() => is_local(ip),
+        // A connect to 0.0.0.0 goes to 127.0.0.1.
+        Some(listen) => listen == ip || (ip.is_unspecified() && listen == Ipv4Addr::LOCALHOST),
+        None => false,
+    }
+}
+
+/// Whether `ip` is an address of this host: one a socket can be bound to.
+fn is_local(ip: Ipv4Addr) -> bool {
+    ip.is_unspecified() || ip.is_loopback() || UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Why the listener could not open, in plain words, once.
+fn bind_message(e: &BindError) -> String {
+    let why = match (e.source.kind(), e.source.raw_os_error()) {
+        (io::ErrorKind::AddrInUse, _) => "the port is already in use".to_string(),
+        (io::ErrorKind::AddrNotAvailable, _) => {
+            format!("{} is not an address of this host", e.addr.ip())
+        }
+        (io::ErrorKind::PermissionDenied, _) => {
+            "permission denied (ports below 1024 need privileges)".to_string()
+        }
+        (_, Some(_)) => {
+            let text = e.source.to_string();
+            match text.rfind(" (os error ") {
+                Some(at) => text[..at].to_lowercase(),
+                None => text,
+            }
+        }
+        _ => e.source.to_string(),
+    };
+    format!("cannot listen on {}: {why}", e.addr)
 }
 
 fn run(args: Args, sink: &Sink) -> Result<String> {
     let config = Config {
-        seen_lifetime: seconds("seen-lifetime", args.seen_lifetime)?,
+        seen_lifetime: args.seen_lifetime.0,
         seen_capacity: args.seen_capacity,
         advertise: args.advertise,
     };
     let mut options = Options {
         max_connections: args.max_connections,
-        id_timeout: seconds("id-timeout", args.id_timeout)?,
+        id_timeout: args.id_timeout.0,
         outbox_limit: args.max_outbox,
         max_buffered: args.max_buffered,
-        stall_timeout: seconds("stall-timeout", args.stall_timeout)?,
-        answer_timeout: seconds("answer-timeout", args.answer_timeout)?,
+        stall_timeout: args.stall_timeout.0,
+        answer_timeout: args.answer_timeout.0,
         max_answers: args.max_answers.max(1),
         answers_per_address: args.answers_per_address.max(1),
         answer_queue: args.answer_queue,
@@ -139,7 +301,9 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
     init_logging(sink);
     let store = load(&args.keyvalues)
         .with_context(|| format!("cannot load {}", args.keyvalues.display()))?;
-    let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))?;
+    // The error says its cause itself: its chain would repeat it.
+    let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))
+        .map_err(|e| anyhow::Error::msg(bind_message(&e)))?;
     let local = listener.local_addr()?;
     PORT.store(local.port(), Ordering::Relaxed);
     let tracer = match &args.trace {
@@ -185,12 +349,17 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
         info!("listening on {local} (not printed: stdout: {e})");
     }
     drop(stdout);
+    let named: Vec<String> = args.neighbours.iter().map(|n| n.to_string()).collect();
     info!(
-        "{} keys from {} ({} KiB in memory); neighbours: {:?}",
+        "{} keys from {} ({} KiB in memory); neighbours: {}",
         store.len(),
         args.keyvalues.display(),
         store.heap_bytes().div_ceil(1024),
-        args.neighbours
+        if named.is_empty() {
+            "none".to_string()
+        } else {
+            named.join(" ")
+        }
     );
     let servent = Servent::new(store, local.port(), config);
     let mut driver = Driver::new(listener, servent, args.neighbours, options)?;
@@ -244,7 +413,9 @@ fn load(path: &Path) -> Result<Store, StoreError> {
 /// The port this servent listens on, once it does (0 before): the log lines name it.
 static PORT: AtomicU16 = AtomicU16::new(0);
 
-/// `RUST_LOG` decides the level (default `info`); every line names this servent's port
+/// `RUST_LOG` decides the level (default `info`), with `servent` and `tp3kv` both naming
+/// all of the servent's lines (see [`logging::filter_spec`]); every line names this
+/// servent's port
 /// (once it listens), so the logs of a whole topology can share one terminal. Lines go
 /// through `sink`, which drops them rather than block when stderr is not being read,
 /// and reports how many it dropped in a warning of the same format, whatever
@@ -272,7 +443,13 @@ fn init_logging(sink: &Sink) {
                 .build(),
         )
     });
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let spec = match spec.trim() {
+        "" => "info",
+        set => set,
+    };
+    env_logger::Builder::new()
+        .parse_filters(&logging::filter_spec(spec, "servent"))
         .format(format)
         .target(env_logger::Target::Pipe(Box::new(sink.writer())))
         .init();

@@ -1,11 +1,17 @@
 //! Outbound neighbours: each one named on the command line is dialled, confirmed,
 //! turned into a link, and re-dialled with back-off whenever it goes away.
+//!
+//! At the default log level an outage is two lines: a warning at the first failed dial
+//! (`neighbour 127.0.0.1:5999 unreachable (connection refused); retrying until it comes
+//! up`), and the link that ends it (`link 3: connected to neighbour 127.0.0.1:5999, up
+//! after 12 s unreachable`). Each re-dial in between is a debug line.
 
 use std::cmp::Reverse;
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, info, warn};
 use mio::Token;
 
 use super::{sys, Driver, Kind, Timer};
@@ -29,10 +35,7 @@ impl Driver {
             .and_then(|stream| self.register(stream, kind, Vec::new()))
         {
             Ok(token) => token,
-            Err(e) => {
-                debug!("dial {addr} failed: {e}");
-                return self.neighbour_lost(index);
-            }
+            Err(e) => return self.dial_failed(index, &plain(&e)),
         };
         debug!("dialling neighbour {addr}");
         self.neighbours[index].conn = Some(token);
@@ -58,11 +61,67 @@ impl Driver {
                     Some(index),
                 );
                 match link {
-                    Some(link) => self.neighbours[index].conn = Some(link),
+                    Some(link) => {
+                        let neighbour = &mut self.neighbours[index];
+                        neighbour.conn = Some(link);
+                        match neighbour.unreachable_since.take() {
+                            Some(since) => info!(
+                                "link {}: connected to neighbour {addr}, up after {} s unreachable",
+                                link.0,
+                                since.elapsed().as_secs()
+                            ),
+                            None => info!("link {}: connected to neighbour {addr}", link.0),
+                        }
+                    }
                     None => self.neighbour_lost(index),
                 }
             }
-            Err(e) => self.close(token, &e.to_string()),
+            Err(e) => self.close(token, &plain(&e)),
         }
+    }
+
+    /// A dial failed: every failure is a debug line, and the first of an outage a
+    /// warning too, so a mistyped or stopped neighbour shows at the default level
+    /// without a line per re-dial.
+    pub(super) fn dial_failed(&mut self, index: usize, reason: &str) {
+        let neighbour = &mut self.neighbours[index];
+        let addr = neighbour.addr;
+        debug!("dial {addr} failed: {reason}");
+        if neighbour.unreachable_since.is_none() {
+            neighbour.unreachable_since = Some(Instant::now());
+            warn!("neighbour {addr} unreachable ({reason}); retrying until it comes up");
+        }
+        self.neighbour_lost(index);
+    }
+}
+
+/// An error in plain words: `connection refused`, not `Connection refused (os error
+/// 111)`.
+fn plain(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+    use std::io;
+
+    #[test]
+    fn errors_in_plain_words() {
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(plain(&refused), "connection refused");
+        let unreachable = io::Error::from_raw_os_error(libc::EHOSTUNREACH);
+        assert_eq!(plain(&unreachable), "no route to host");
+        let custom = io::Error::other("Odd (thing)");
+        assert_eq!(plain(&custom), "odd (thing)");
     }
 }

@@ -141,6 +141,9 @@ struct Neighbour {
     /// The connection dialling or linked to it, if any.
     conn: Option<Token>,
     backoff: Duration,
+    /// Since when it has been unreachable, once that was said in a warning: one
+    /// warning per outage, and the link that ends it says so.
+    unreachable_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -276,6 +279,7 @@ impl Driver {
                 addr,
                 conn: None,
                 backoff: options.redial_min,
+                unreachable_since: None,
             })
             .collect();
         Ok(Driver {
@@ -859,7 +863,7 @@ impl Driver {
             if let Some(ttl) = ttl {
                 protocol::set_flood_ttl(&mut conn.outbuf[at..], ttl);
             }
-            debug!("link {target}: sending {:?}", Encoded(&conn.outbuf[at..]));
+            debug!("link {target}: sending {}", Encoded(&conn.outbuf[at..]));
             if frame.get(..2) == Some(&protocol::TYPE_KEYFLOOD.to_be_bytes()[..]) {
                 self.stats.keyfloods_out += 1;
             } else {
@@ -1073,10 +1077,7 @@ impl Driver {
                     self.neighbour_lost(index);
                 }
             }
-            Kind::Dialling { neighbour } => {
-                debug!("dial {} failed: {reason}", self.neighbours[neighbour].addr);
-                self.neighbour_lost(neighbour);
-            }
+            Kind::Dialling { neighbour } => self.dial_failed(neighbour, reason),
         }
     }
 
@@ -1130,13 +1131,13 @@ impl Tokens {
     }
 }
 
-/// An encoded frame, shown in logs as the frame it is.
+/// An encoded frame, shown in logs as the frame it is, in the wire's words.
 struct Encoded<'a>(&'a [u8]);
 
-impl fmt::Debug for Encoded<'_> {
+impl fmt::Display for Encoded<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match protocol::decode(self.0) {
-            Ok(Some((frame, _))) => write!(f, "{frame:?}"),
+            Ok(Some((frame, _))) => write!(f, "{frame}"),
             _ => write!(f, "{} undecodable bytes", self.0.len()),
         }
     }

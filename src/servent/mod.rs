@@ -255,7 +255,9 @@ impl Servent {
             Direction::Outbound => {
                 self.neighbours.push(link);
                 self.neighbours_changed += 1;
-                info!("link {link}: connected to neighbour {peer}");
+                // The driver says it (at info), knowing whether the neighbour was
+                // unreachable before.
+                debug!("link {link}: outbound link to {peer}");
                 Role::Servent
             }
             Direction::Inbound => {
@@ -312,7 +314,7 @@ impl Servent {
             return;
         };
         let (role, local, peer) = (state.role, state.local, state.peer);
-        debug!("link {link}: received {frame:?} from {peer}");
+        debug!("link {link}: received {frame} from {peer}");
         match (role, frame) {
             (Role::Unidentified, Frame::Id { port: 0 }) => {
                 self.set_role(link, Role::Servent);
@@ -560,7 +562,7 @@ impl Servent {
         self.counters.frames_in += 1;
         self.counters.received.keyflood += 1;
         self.counters.floods_in += 1;
-        debug!("link {link}: received {query:?} from {peer}");
+        debug!("link {link}: received {query} from {peer}");
         self.decide_key_query(Some(link), query, now)
     }
 
