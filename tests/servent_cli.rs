@@ -1,0 +1,355 @@
+//! The servent as a newcomer meets it: `--help` and `--version`, its exit statuses and
+//! one-line errors, a neighbour that cannot be reached (one warning, one line when it
+//! comes up), and the `RUST_LOG` filters the README names, with frames logged in the
+//! wire's words. Every test runs the real binary.
+
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const EXIT_STATUS: &str = "Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.";
+
+/// A servent command with the default log level, whatever the test runner's RUST_LOG.
+fn servent_cmd(args: &[&str]) -> Command {
+    let mut command = Command::new(SERVENT);
+    command.env_remove("RUST_LOG").args(args);
+    command
+}
+
+fn run(args: &[&str]) -> Finished {
+    run_to_end(servent_cmd(args), LIMIT)
+}
+
+/// A port nobody listens on (just freed by the system).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Asserts that `run` ended with `code` and one error line on stderr; returns it.
+fn one_error_line(run: &Finished, code: i32, what: &str) -> String {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "{what}: stdout {:?}, stderr {:?}",
+        run.stdout,
+        run.stderr
+    );
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: {:?}", run.stderr);
+    assert!(
+        lines[0].starts_with("servent: error: "),
+        "{what}: {:?}",
+        lines[0]
+    );
+    assert!(run.stdout.is_empty(), "{what}: {:?}", run.stdout);
+    lines[0].to_string()
+}
+
+#[test]
+fn help_describes_the_servent_and_ends_with_the_exit_statuses() {
+    for flag in ["--help", "-h"] {
+        let help = run(&[flag]);
+        assert_eq!(help.code, Some(0), "{}", help.stderr);
+        let text = &help.stdout;
+        for needle in [
+            "servent of the TP3 key-value network",
+            "Usage: servent [OPTIONS] <PORT> <KEYVALUES_FILE> [IP:PORT]...",
+            "neighbour",
+            "Examples:",
+            "servent 5002 more.txt 127.0.0.1:5001",
+            "RUST_LOG",
+            "--listen-ip",
+        ] {
+            assert!(text.contains(needle), "{flag}: no {needle:?} in:\n{text}");
+        }
+        assert_eq!(text.trim_end().lines().last(), Some(EXIT_STATUS), "{text}");
+    }
+}
+
+#[test]
+fn version_names_the_servent() {
+    let version = run(&["--version"]);
+    assert_eq!(version.code, Some(0));
+    assert_eq!(
+        version.stdout,
+        format!("servent {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    let dir = TempDir::new("cli-usage");
+    let file = dir.file("kv", "rtmp 1935/tcp\n");
+    let file = file.to_str().unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["0", file, "notanaddr"], "bad address \"notanaddr\""),
+        (&["0", file, "127.0.0.1:0"], "bad address \"127.0.0.1:0\""),
+        (&["0", file, "300.0.0.1:5000"], "bad address"),
+        (&["--id-timeout", "0", "0", file], "--id-timeout"),
+        (
+            &["--seen-lifetime", "soon", "0", file],
+            "positive number of seconds",
+        ),
+        (&["--listen-ip", "1.2.3", "0", file], "--listen-ip"),
+        (&["--bogus", "0", file], "--bogus"),
+        (&[], "<PORT>"),
+    ];
+    for (args, needle) in cases {
+        let line = one_error_line(&run(args), 2, &format!("{args:?}"));
+        assert!(line.contains(needle), "{args:?}: {line}");
+        assert!(!line.contains("Usage"), "{args:?}: {line}");
+    }
+}
+
+/// An address of this host other than loopback, if it has one with a route out.
+fn host_address() -> Option<Ipv4Addr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    // A UDP connect sends nothing: it only picks the route and the source address.
+    socket.connect("192.0.2.1:9").ok()?;
+    match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_servent_refuses_itself_as_its_neighbour() {
+    let dir = TempDir::new("cli-self");
+    let file = dir.file("kv", "rtmp 1935/tcp\n");
+    let file = file.to_str().unwrap();
+    let port = free_port().to_string();
+    let at = |ip: &str| format!("{ip}:{port}");
+    let mut cases: Vec<Vec<String>> = vec![
+        // The exact address it listens on.
+        vec![
+            "--listen-ip".into(),
+            "127.0.0.1".into(),
+            port.clone(),
+            file.into(),
+            at("127.0.0.1"),
+        ],
+        // Listening on every address: loopback, any loopback address, a name for it.
+        vec![port.clone(), file.into(), at("127.0.0.1")],
+        vec![port.clone(), file.into(), at("127.0.0.7")],
+        vec![port.clone(), file.into(), at("localhost")],
+        vec![
+            port.clone(),
+            file.into(),
+            "127.0.0.1:1".into(),
+            at("0.0.0.0"),
+        ],
+        // The address it advertises.
+        vec![
+            "--advertise".into(),
+            "10.1.2.3".into(),
+            port.clone(),
+            file.into(),
+            at("10.1.2.3"),
+        ],
+    ];
+    match host_address() {
+        Some(ip) => cases.push(vec![port.clone(), file.into(), at(&ip.to_string())]),
+        None => eprintln!("no non-loopback address with a route: that case is skipped"),
+    }
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = one_error_line(&run(&args), 2, &format!("{args:?}"));
+        assert!(
+            line.contains("is this servent itself") && line.contains(&format!(":{port}")),
+            "{args:?}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_listen_ip_not_of_this_host_is_one_line_and_exit_1() {
+    let dir = TempDir::new("cli-bind");
+    let file = dir.file("kv", "rtmp 1935/tcp\n");
+    // TEST-NET-1: documentation only, never a host's address.
+    let ip = "192.0.2.1";
+    let run = run(&["--listen-ip", ip, "0", file.to_str().unwrap()]);
+    let line = one_error_line(&run, 1, "unbindable --listen-ip");
+    assert_eq!(
+        line,
+        format!("servent: error: cannot listen on {ip}:0: {ip} is not an address of this host")
+    );
+}
+
+/// Starts a servent at the default log level (or `rust_log`) whose one neighbour is
+/// `neighbour`.
+fn servent_towards(dir: &TempDir, tag: &str, neighbour: &str, rust_log: Option<&str>) -> Node {
+    let file = dir.file(&format!("{tag}.kv"), "rtmp 1935/tcp\n");
+    let mut command = servent_cmd(&["0", file.to_str().unwrap(), neighbour]);
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    start_node(command, dir, tag)
+}
+
+fn lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_unreachable_neighbour_is_one_warning_and_one_line_when_it_comes_up() {
+    let dir = TempDir::new("cli-unreachable");
+    let port = free_port();
+    let target = format!("127.0.0.1:{port}");
+    let a = servent_towards(&dir, "a", &target, None);
+    let warning =
+        format!("neighbour {target} unreachable (connection refused); retrying until it comes up");
+    wait_for("the unreachable warning at the default level", || {
+        a.log().contains(&warning)
+    });
+    let warnings = lines_with(&a.log(), "unreachable (");
+    assert_eq!(warnings.len(), 1, "{}", a.log());
+    assert!(warnings[0].contains(" WARN "), "{}", warnings[0]);
+
+    let b = servent_at(&dir, "b", port, "k v\n", &[], &[], "info");
+    assert_eq!(b.port(), port);
+    let up = format!("connected to neighbour {target}, up after ");
+    wait_for("the neighbour's up line", || a.log().contains(&up));
+    let log = a.log();
+    let ups = lines_with(&log, &format!("connected to neighbour {target}"));
+    assert_eq!(ups.len(), 1, "{log}");
+    assert!(
+        ups[0].contains(" INFO ") && ups[0].ends_with(" s unreachable"),
+        "{log}"
+    );
+    assert_eq!(lines_with(&log, "unreachable (").len(), 1, "{log}");
+    assert!(!log.contains("DEBUG"), "{log}");
+}
+
+/// With the re-dials visible (a debug filter on the dial module alone), many failed
+/// dials make one warning; once the neighbour was up and went again, one more.
+#[test]
+fn re_dials_do_not_repeat_the_warning() {
+    let dir = TempDir::new("cli-redial");
+    let port = free_port();
+    let target = format!("127.0.0.1:{port}");
+    let a = servent_towards(&dir, "a", &target, Some("info,servent::net::dial=debug"));
+    let failed = format!("dial {target} failed");
+    wait_for("four failed dials", || {
+        a.log().matches(&failed).count() >= 4
+    });
+    assert_eq!(
+        lines_with(&a.log(), "unreachable (").len(),
+        1,
+        "{}",
+        a.log()
+    );
+
+    let mut b = servent_at(&dir, "b", port, "k v\n", &[], &[], "info");
+    wait_for("the neighbour's up line", || {
+        a.log()
+            .contains(&format!("connected to neighbour {target}, up after "))
+    });
+    b.kill();
+    let before = a.log().matches(&failed).count();
+    wait_for("four more failed dials", || {
+        a.log().matches(&failed).count() >= before + 4
+    });
+    let log = a.log();
+    assert_eq!(lines_with(&log, "unreachable (").len(), 2, "{log}");
+    assert_eq!(
+        lines_with(&log, &format!("connected to neighbour {target}")).len(),
+        1,
+        "{log}"
+    );
+}
+
+/// No line shows a frame as a Rust value.
+fn assert_no_structs(log: &str) {
+    for rust in [
+        "Flood {",
+        "KeyFlood(",
+        "TopoFlood(",
+        "KeyReq {",
+        "TopoReq {",
+        "Resp {",
+        "Id {",
+    ] {
+        assert!(!log.contains(rust), "{rust:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn documented_log_filters_show_frames_in_the_wire_words() {
+    let dir = TempDir::new("cli-filters");
+    for (n, filter) in ["servent=debug", "tp3kv=debug", "debug", "servent"]
+        .into_iter()
+        .enumerate()
+    {
+        let file = dir.file(&format!("{n}.kv"), "rtmp 1935/tcp\n");
+        let mut command = servent_cmd(&["0", file.to_str().unwrap()]);
+        command.env("RUST_LOG", filter);
+        let node = start_node(command, &dir, &format!("s{n}"));
+        let seq = 4200 + n as u32;
+        let (value, _, _) = raw_query(node.port(), seq, "rtmp", LIMIT).unwrap();
+        assert_eq!(value, "1935/tcp");
+        let keyreq = format!("received KEYREQ seq={seq} key=\"rtmp\" from 127.0.0.1:");
+        wait_for(&format!("{keyreq} with RUST_LOG={filter}"), || {
+            node.log().contains(&keyreq)
+        });
+        let log = node.log();
+        assert!(log.contains("received ID port="), "{filter}: {log}");
+        assert!(lines_with(&log, &keyreq)[0].contains(" DEBUG "), "{log}");
+        assert_no_structs(&log);
+    }
+}
+
+#[test]
+fn floods_are_logged_in_the_wire_words_on_both_sides() {
+    let dir = TempDir::new("cli-floods");
+    let b = servent_at(&dir, "b", 0, "rtmp 1935/tcp\n", &[], &[], "servent=debug");
+    let a = servent_at(
+        &dir,
+        "a",
+        0,
+        "other 1\n",
+        &[b.local()],
+        &[],
+        "servent=debug",
+    );
+    wait_links(&b, 1);
+    let (value, _, _) = raw_query(a.port(), 77, "rtmp", LIMIT).unwrap();
+    assert_eq!(value, "1935/tcp");
+    // A floods the query on with TTL 3; B receives it so, and answers.
+    let flood = "KEYFLOOD ttl=3 seq=77 client=127.0.0.1:";
+    wait_for("A's KEYFLOOD line", || {
+        lines_with(&a.log(), &format!("sending {flood}"))
+            .iter()
+            .any(|l| l.ends_with(" key=\"rtmp\""))
+    });
+    wait_for("B's KEYFLOOD line", || {
+        a.log().contains("sending ") && b.log().contains(&format!("received {flood}"))
+    });
+    let b_log = b.log();
+    assert!(
+        b_log.contains("received ID port=0 from 127.0.0.1:"),
+        "{b_log}"
+    );
+    assert_no_structs(&a.log());
+    assert_no_structs(&b_log);
+}
+
+#[test]
+fn the_default_level_shows_no_debug_lines() {
+    let dir = TempDir::new("cli-default");
+    let file = dir.file("kv", "rtmp 1935/tcp\n");
+    let node = start_node(servent_cmd(&["0", file.to_str().unwrap()]), &dir, "s");
+    let (value, _, _) = raw_query(node.port(), 9, "rtmp", LIMIT).unwrap();
+    assert_eq!(value, "1935/tcp");
+    let log = node.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains("DEBUG"), "{log}");
+}
