@@ -3,7 +3,7 @@
 //! `servent` nodes each hold a key-value file and find keys for each other by flooding
 //! queries over permanent TCP links; a `client` asks one servent, and every servent that
 //! holds the key answers the client directly on a new connection. The wire format is
-//! `PROTOCOL.md` (UFMG DCC023 TP3, 2019), byte for byte.
+//! `docs/PROTOCOL.md` (UFMG DCC023 TP3, 2019), byte for byte.
 //!
 //! - [`protocol`]: frames, encoding, the incremental decoder. Pure.
 //! - [`store`]: the key-value file. Pure.

@@ -1,4 +1,4 @@
-//! The wire format of `PROTOCOL.md`: frames, their encoding, and an incremental decoder.
+//! The wire format of `docs/PROTOCOL.md`: frames, their encoding, and an incremental decoder.
 //!
 //! There is no outer length on the wire: each type has a fixed header and, for the types
 //! that carry text, a `len` field giving the rest. So the decoder must reject an unknown

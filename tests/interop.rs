@@ -1,8 +1,9 @@
 //! Interoperability with an independent implementation of the protocol.
 //!
-//! `tests/interop/tp3ref.py` was written from `PROTOCOL.md` alone, without the Rust
-//! sources. These tests run real processes of both implementations on loopback (every
-//! port chosen by the system) and prove that:
+//! `tests/interop/tp3ref.py` was written from the protocol specification alone (of which
+//! `docs/PROTOCOL.md` is our account), without the Rust sources. These tests run real
+//! processes of both implementations on loopback (every port chosen by the system) and
+//! prove that:
 //!
 //! - the reference client, sending whole frames or one byte at a time, gets the right
 //!   answers from a network of our servents (far key once, topology from all four,

@@ -290,7 +290,7 @@ impl Conn {
     }
 }
 
-// Frame builders, straight from the table in PROTOCOL.md.
+// Frame builders, straight from the table in docs/PROTOCOL.md.
 fn id(port: u16) -> Vec<u8> {
     [&4u16.to_be_bytes()[..], &port.to_be_bytes()].concat()
 }

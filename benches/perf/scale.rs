@@ -53,7 +53,7 @@ const ANSWER_CAP: Duration = Duration::from_secs(30);
 /// The seq of our TOPOREQ.
 const TOPO_SEQ: u32 = 0x5ca1_e000;
 /// A path names at most this many servents: the first sends TTL 3, and a servent that
-/// receives TTL 0 answers but forwards no more (PROTOCOL.md: at most 5 servents).
+/// receives TTL 0 answers but forwards no more (docs/PROTOCOL.md: at most 5 servents).
 const MAX_PATH: usize = INITIAL_TTL as usize + 2;
 /// Problems of one kind pushed to the report before the rest are only counted.
 const PROBLEM_CAP: usize = 10;

@@ -1,6 +1,6 @@
 //! The servent's key-value file: parsing (pure, over bytes or a stream) and lookups.
 //!
-//! Format (PROTOCOL.md): one entry per line; the key is the first whitespace-delimited
+//! Format (docs/PROTOCOL.md): one entry per line; the key is the first whitespace-delimited
 //! word, the value the rest of the line with surrounding whitespace trimmed. Lines
 //! starting with `#` (after any indentation) and blank lines are ignored; a later
 //! duplicate key wins. Bytes need not be UTF-8: they are kept as they are and only
