@@ -10,6 +10,7 @@
 //! - [`servent`]: the flooding state machine and its seen cache. Pure: links and frames
 //!   in, [`servent::Action`]s out, time as a parameter.
 //! - [`net`]: the `mio` loop that drives a servent over real sockets.
+//! - [`os_error`]: OS errors in the plain words of one-line messages.
 //! - [`client`]: REPL commands and the answer window (pure), and the client's I/O.
 //! - [`trace`]: `servent --trace` events (JSON Lines), and `flood-view`'s drawing of
 //!   each query's flood from them. Pure but for the file writer.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod hashing;
 pub mod logging;
 pub mod net;
+pub mod os_error;
 pub mod protocol;
 pub mod servent;
 pub mod store;

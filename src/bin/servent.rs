@@ -268,14 +268,7 @@ fn bind_message(e: &BindError) -> String {
         (io::ErrorKind::PermissionDenied, _) => {
             "permission denied (ports below 1024 need privileges)".to_string()
         }
-        (_, Some(_)) => {
-            let text = e.source.to_string();
-            match text.rfind(" (os error ") {
-                Some(at) => text[..at].to_lowercase(),
-                None => text,
-            }
-        }
-        _ => e.source.to_string(),
+        _ => tp3kv::os_error::plain(&e.source),
     };
     format!("cannot listen on {}: {why}", e.addr)
 }

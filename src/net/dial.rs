@@ -7,7 +7,6 @@
 //! after 12 s unreachable`). Each re-dial in between is a debug line.
 
 use std::cmp::Reverse;
-use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use log::{debug, info, warn};
 use mio::Token;
 
 use super::{sys, Driver, Kind, Timer};
+use crate::os_error::plain;
 use crate::servent::Direction;
 
 impl Driver {
@@ -92,36 +92,5 @@ impl Driver {
             warn!("neighbour {addr} unreachable ({reason}); retrying until it comes up");
         }
         self.neighbour_lost(index);
-    }
-}
-
-/// An error in plain words: `connection refused`, not `Connection refused (os error
-/// 111)`.
-fn plain(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => &text[..at],
-        _ => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plain;
-    use std::io;
-
-    #[test]
-    fn errors_in_plain_words() {
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(plain(&refused), "connection refused");
-        let unreachable = io::Error::from_raw_os_error(libc::EHOSTUNREACH);
-        assert_eq!(plain(&unreachable), "no route to host");
-        let custom = io::Error::other("Odd (thing)");
-        assert_eq!(plain(&custom), "odd (thing)");
     }
 }

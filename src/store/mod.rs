@@ -93,7 +93,7 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Io(e) => write!(f, "{e}"),
+            StoreError::Io(e) => f.write_str(&crate::os_error::plain(e)),
             StoreError::KeyTooLong { line, len } => {
                 write!(
                     f,
