@@ -253,6 +253,8 @@ fn re_dials_do_not_repeat_the_warning() {
         a.log()
             .contains(&format!("connected to neighbour {target}, up after "))
     });
+    // A link that lasts a second starts the back-off again from its shortest delay.
+    std::thread::sleep(Duration::from_millis(1500));
     b.kill();
     let before = a.log().matches(&failed).count();
     wait_for("four more failed dials", || {
@@ -352,4 +354,33 @@ fn the_default_level_shows_no_debug_lines() {
     let log = node.log();
     assert!(log.contains(" INFO "), "{log}");
     assert!(!log.contains("DEBUG"), "{log}");
+}
+
+/// A neighbour that accepts and closes at once is re-dialled ever more slowly, not
+/// every 100 ms: in two seconds, the delays 100, 200, 400 and 800 ms leave room for at
+/// most six links (without the back-off kept across links, some twenty).
+#[test]
+fn a_neighbour_that_hangs_up_at_once_is_re_dialled_with_back_off() {
+    let dir = TempDir::new("cli-flapping");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let a = servent_towards(&dir, "a", &target, None);
+    let mut accepted = 0;
+    let mut first = None;
+    while first.is_none_or(|at: std::time::Instant| at.elapsed() < Duration::from_secs(2)) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                drop(stream);
+                accepted += 1;
+                first.get_or_insert_with(std::time::Instant::now);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert!(
+        (2..=8).contains(&accepted),
+        "{accepted} links in 2 s:\n{}",
+        a.log()
+    );
 }

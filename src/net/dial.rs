@@ -8,7 +8,7 @@
 
 use std::cmp::Reverse;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::Token;
@@ -17,10 +17,19 @@ use super::{sys, Driver, Kind, Timer};
 use crate::os_error::plain;
 use crate::servent::Direction;
 
+/// How long a link to a neighbour must last for the next re-dial to start again from
+/// the shortest delay.
+const LASTING_LINK: Duration = Duration::from_secs(1);
+
 impl Driver {
     pub(super) fn neighbour_lost(&mut self, index: usize) {
         let neighbour = &mut self.neighbours[index];
         neighbour.conn = None;
+        if let Some(since) = neighbour.linked_at.take() {
+            if since.elapsed() >= LASTING_LINK {
+                neighbour.backoff = self.options.redial_min;
+            }
+        }
         let delay = neighbour.backoff;
         neighbour.backoff = (delay * 2).min(self.options.redial_max);
         debug!("neighbour {}: re-dialling in {:?}", neighbour.addr, delay);
@@ -52,7 +61,7 @@ impl Driver {
                 let mut conn = self.conns.remove(&token).unwrap();
                 let _ = self.poll.registry().deregister(&mut conn.stream);
                 let addr = self.neighbours[index].addr;
-                self.neighbours[index].backoff = self.options.redial_min;
+                self.neighbours[index].linked_at = Some(Instant::now());
                 // The link gets a fresh token, so no event of the dial reaches it.
                 let link = self.add_link(
                     conn.stream,

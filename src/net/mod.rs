@@ -144,6 +144,10 @@ struct Neighbour {
     /// Since when it has been unreachable, once that was said in a warning: one
     /// warning per outage, and the link that ends it says so.
     unreachable_since: Option<Instant>,
+    /// When its current link came up: the back-off starts again from `redial_min` only
+    /// after a link that lasted (`dial::LASTING_LINK`), so a neighbour that accepts and closes at once is
+    /// re-dialled (and logged) ever more slowly, not ten times a second.
+    linked_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -280,6 +284,7 @@ impl Driver {
                 conn: None,
                 backoff: options.redial_min,
                 unreachable_since: None,
+                linked_at: None,
             })
             .collect();
         Ok(Driver {
