@@ -335,13 +335,62 @@ fn flood_view_refuses_what_is_not_a_trace() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("bad.jsonl:1: missing field"), "{stderr}");
-    let out = Command::new(FLOOD_VIEW)
-        .arg(dir.0.join("none.jsonl"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    assert!(
+        stderr.contains("bad.jsonl:1: not a trace line (expected one JSON record per line as written by servent --trace): missing field `servent`"),
+        "{stderr}"
+    );
+    let none = dir.0.join("none.jsonl");
+    let (code, stderr) = refused(&[none.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!(
+            "flood-view: error: cannot read {}: no such file\n",
+            none.display()
+        )
+    );
+
+    // A directory, a README, a binary: said in plain words, exit 1.
+    let (code, stderr) = refused(&[dir.0.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!(
+            "flood-view: error: {} is a directory, not a trace file\n",
+            dir.0.display()
+        )
+    );
+    let readme = dir.file("README.md", "# tp3kv\n\nA key-value lookup by flooding.\n");
+    let binary = Path::new(FLOOD_VIEW);
+    for file in [readme.as_path(), binary] {
+        let (code, stderr) = refused(&[file.to_str().unwrap()]);
+        assert_eq!(code, 1, "{stderr}");
+        let expected = format!(
+            "flood-view: error: {}:1: not a trace line (expected one JSON record per line as written by servent --trace)",
+            file.display()
+        );
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+
+    // Usage errors: exit 2.
+    for args in [
+        &["--bogus", "t.jsonl"][..],
+        &[],
+        &["--name", "s1", "t.jsonl"],
+    ] {
+        let (code, stderr) = refused(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+}
+
+/// flood-view's exit code and stderr, for a run that must fail.
+fn refused(args: &[&str]) -> (i32, String) {
+    let out = Command::new(FLOOD_VIEW).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} accepted: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    (out.status.code().unwrap_or(-1), stderr)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Message traces: what a servent did with every frame, one JSON object per line.
 //!
 //! `servent --trace PATH` writes them through a [`Tracer`]; `flood-view` merges the
-//! traces of several servents and draws each query's flood ([`view`]). Both sides use
+//! traces of several servents and draws each query's flood ([`view`], [`dot`]). Both sides use
 //! the one schema, [`Event`]. A line looks like
 //!
 //! ```text
@@ -15,6 +15,7 @@
 //! copy name the same pair, reversed: that is how `flood-view` tells who got a query
 //! from whom, with no other help from the servents.
 
+pub mod dot;
 pub mod view;
 
 use std::fs::OpenOptions;

@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Write as _};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 
 use super::{Event, EventKind};
 use crate::servent::DropReason;
 
 /// The drop reasons the drawing treats apart, as traces name them.
-const DUPLICATE: &str = DropReason::Duplicate.name();
+pub(super) const DUPLICATE: &str = DropReason::Duplicate.name();
 const TTL_SPENT: &str = DropReason::TtlSpent.name();
 
 /// A trace line that is not an event.
@@ -34,16 +34,25 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The longest line a trace can hold: a frame's texts are at most 400 bytes, 2.4 KB
+/// as escaped JSON; anything far longer is not a trace (a binary, a log).
+const MAX_LINE: u64 = 64 * 1024;
+
+/// What a line that is not an event is told, after its place.
+const NOT_A_TRACE: &str =
+    "not a trace line (expected one JSON record per line as written by servent --trace)";
+
 /// A trace's events that `keep` wants, read a line at a time. A last line cut short
 /// (the servent was killed while writing it) is skipped, and said so in the returned
-/// warning; any other bad line, or a read error, is an error.
+/// warning; any other bad line, or a read error, is an error, in plain words: the
+/// file is not a trace, rather than what the JSON parser stumbled on.
 pub fn parse(
     mut reader: impl BufRead,
     source: &str,
     keep: impl Fn(&Event) -> bool,
 ) -> Result<(Vec<Event>, Option<String>), ParseError> {
     let mut events = Vec::new();
-    let mut line = String::new();
+    let mut line = Vec::new();
     for number in 1.. {
         let error = |message: String| ParseError {
             source: source.to_string(),
@@ -51,23 +60,40 @@ pub fn parse(
             message,
         };
         line.clear();
-        match reader.read_line(&mut line) {
+        match reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut line) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => return Err(error(e.to_string())),
+            Err(e) => return Err(error(format!("cannot read it: {e}"))),
         }
-        if line.trim().is_empty() {
+        let complete = line.last() == Some(&b'\n');
+        if !complete && line.len() as u64 >= MAX_LINE {
+            return Err(error(format!(
+                "{NOT_A_TRACE}: a line of more than {} KiB",
+                MAX_LINE / 1024
+            )));
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            return Err(error(format!("{NOT_A_TRACE}: it is not text")));
+        };
+        if text.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Event>(&line) {
+        match serde_json::from_str::<Event>(text) {
             Ok(event) if keep(&event) => events.push(event),
             Ok(_) => {}
-            // No newline after it: a line still being written.
-            Err(_) if !line.ends_with('\n') => {
+            // No newline after it and cut in the middle of a record: a line still
+            // being written, or the last one of a servent that was killed.
+            Err(e) if !complete && e.is_eof() && text.starts_with('{') => {
                 let warning = format!("{source}:{number}: incomplete last line skipped");
                 return Ok((events, Some(warning)));
             }
-            Err(e) => return Err(error(e.to_string())),
+            // JSON, but not an event: say which field is missing or wrong.
+            Err(e) if e.is_data() => {
+                let what = e.to_string();
+                let what = what.split(" at line ").next().unwrap_or(&what);
+                return Err(error(format!("{NOT_A_TRACE}: {what}")));
+            }
+            Err(_) => return Err(error(NOT_A_TRACE.to_string())),
         }
     }
     Ok((events, None))
@@ -88,7 +114,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(servent: String, from: Sender, ttl: Option<u16>, at_us: u64) -> Node {
+    pub(crate) fn new(servent: String, from: Sender, ttl: Option<u16>, at_us: u64) -> Node {
         Node {
             servent,
             from,
@@ -371,7 +397,7 @@ impl Names {
         self.0.insert(address.to_string(), name.to_string());
     }
 
-    fn show(&self, address: &str) -> String {
+    pub(super) fn show(&self, address: &str) -> String {
         match self.0.get(address) {
             Some(name) => format!("{name} ({address})"),
             None => address.to_string(),
@@ -387,11 +413,11 @@ impl Names {
     }
 }
 
-fn ms(at_us: u64, start_us: u64) -> String {
+pub(super) fn ms(at_us: u64, start_us: u64) -> String {
     format!("+{:.3} ms", at_us.saturating_sub(start_us) as f64 / 1000.0)
 }
 
-fn headline(flood: &Flood) -> String {
+pub(super) fn headline(flood: &Flood) -> String {
     let what = match (&flood.key, flood.kind.as_str()) {
         (Some(key), _) => format!("key {key:?}"),
         (None, "TOPOFLOOD") => "topology".to_string(),
@@ -408,6 +434,37 @@ fn headline(flood: &Flood) -> String {
     )
 }
 
+/// What became of an answer, in the words both drawings use.
+pub(super) fn describe_answer(answer: &Answer, start_us: u64) -> String {
+    let mut text = format!("answered {:?}", answer.value);
+    match (&answer.lost, answer.sent_us) {
+        (Some(lost), _) => {
+            let _ = write!(text, " ({lost})");
+        }
+        (None, Some(sent)) => {
+            let _ = write!(text, " (sent {})", ms(sent, start_us));
+        }
+        (None, None) => {}
+    }
+    text
+}
+
+/// Why a servent went no further, in the words both drawings use.
+pub(super) fn stopped_words(reason: &str) -> &str {
+    match reason {
+        TTL_SPENT => "TTL spent, not forwarded",
+        other => other,
+    }
+}
+
+/// What became of a copy that was not handled, in the words both drawings use.
+pub(super) fn fate_words(fate: &str) -> &str {
+    match fate {
+        DUPLICATE => "dropped: duplicate",
+        other => other,
+    }
+}
+
 fn describe_node(node: &Node, start_us: u64, names: &Names) -> String {
     let mut line = names.show(&node.servent);
     if let Some(ttl) = node.ttl {
@@ -415,23 +472,10 @@ fn describe_node(node: &Node, start_us: u64, names: &Names) -> String {
     }
     let _ = write!(line, "  {}", ms(node.at_us, start_us));
     for answer in &node.answers {
-        let _ = write!(line, "  answered {:?}", answer.value);
-        match (&answer.lost, answer.sent_us) {
-            (Some(lost), _) => {
-                let _ = write!(line, " ({lost})");
-            }
-            (None, Some(sent)) => {
-                let _ = write!(line, " (sent {})", ms(sent, start_us));
-            }
-            (None, None) => {}
-        }
+        let _ = write!(line, "  {}", describe_answer(answer, start_us));
     }
     if let Some(stopped) = &node.stopped {
-        let reason = match stopped.as_str() {
-            TTL_SPENT => "TTL spent, not forwarded",
-            other => other,
-        };
-        let _ = write!(line, "  [{reason}]");
+        let _ = write!(line, "  [{}]", stopped_words(stopped));
     }
     line
 }
@@ -441,11 +485,12 @@ fn describe_copy(copy: &Copy, start_us: u64, names: &Names) -> String {
     if let Some(ttl) = copy.ttl {
         let _ = write!(line, "  TTL {ttl}");
     }
-    let fate = match copy.fate.as_str() {
-        DUPLICATE => "dropped: duplicate",
-        other => other,
-    };
-    let _ = write!(line, "  {}  {fate}", ms(copy.at_us, start_us));
+    let _ = write!(
+        line,
+        "  {}  {}",
+        ms(copy.at_us, start_us),
+        fate_words(&copy.fate)
+    );
     line
 }
 
@@ -556,132 +601,6 @@ fn draw(
             }
         }
     }
-}
-
-/// The floods as a Graphviz digraph, one cluster per query: solid edges are the
-/// copies servents handled, dashed red ones the duplicates dropped, dotted grey ones
-/// copies with no trace of their arrival; servents that answered are drawn bold.
-pub fn render_dot(floods: &[Flood], names: &Names) -> String {
-    let mut out = String::from(
-        "digraph floods {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n  \
-         edge [fontname=\"monospace\", fontsize=10];\n",
-    );
-    for (n, flood) in floods.iter().enumerate() {
-        let id = |who: &str| quote(&format!("q{n} {who}"));
-        let _ = writeln!(out, "  subgraph {} {{", quote(&format!("cluster_{n}")));
-        let _ = writeln!(out, "    label={};", quote(&headline(flood)));
-        for node in &flood.nodes {
-            let mut label = format!(
-                "{}\n{}",
-                names.show(&node.servent),
-                ms(node.at_us, flood.start_us)
-            );
-            for answer in &node.answers {
-                let _ = write!(label, "\nanswered {:?}", answer.value);
-                if let Some(lost) = &answer.lost {
-                    let _ = write!(label, " ({lost})");
-                }
-            }
-            if let Some(stopped) = &node.stopped {
-                let _ = write!(label, "\n[{stopped}]");
-            }
-            let style = if node.answers.is_empty() {
-                ""
-            } else {
-                ", style=bold, peripheries=2"
-            };
-            let _ = writeln!(
-                out,
-                "    {} [label={}{style}];",
-                id(&node.servent),
-                quote(&label)
-            );
-            let from = match &node.from {
-                Sender::Client(client) => {
-                    let client_id = id(&format!("client {client}"));
-                    let label = format!("client\n{client}");
-                    let _ = writeln!(
-                        out,
-                        "    {client_id} [shape=ellipse, label={}];",
-                        quote(&label)
-                    );
-                    client_id
-                }
-                Sender::Servent(servent) => id(servent),
-                Sender::Unknown(link) => {
-                    let unknown = id(&format!("unknown {link}"));
-                    let label = format!("{link}\n(no trace)");
-                    let _ = writeln!(
-                        out,
-                        "    {unknown} [shape=plaintext, label={}];",
-                        quote(&label)
-                    );
-                    unknown
-                }
-            };
-            let label = match node.ttl {
-                Some(ttl) => format!("TTL {ttl}"),
-                None => "request".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "    {from} -> {} [label={}];",
-                id(&node.servent),
-                quote(&label)
-            );
-        }
-        for copy in &flood.copies {
-            let from = match &copy.from {
-                Sender::Servent(servent) | Sender::Client(servent) | Sender::Unknown(servent) => {
-                    servent
-                }
-            };
-            let to = if flood.nodes.iter().any(|n| n.servent == copy.to) {
-                id(&copy.to)
-            } else {
-                let other = id(&format!("untraced {}", copy.to));
-                let _ = writeln!(
-                    out,
-                    "    {other} [shape=plaintext, label={}];",
-                    quote(&copy.to)
-                );
-                other
-            };
-            let ttl = copy.ttl.map(|t| format!("TTL {t}\n")).unwrap_or_default();
-            let (style, color) = if copy.fate == DUPLICATE {
-                ("dashed", "red")
-            } else {
-                ("dotted", "grey50")
-            };
-            let label = format!("{ttl}{}", copy.fate);
-            let _ = writeln!(
-                out,
-                "    {} -> {to} [label={}, style={style}, color={color}, fontcolor={color}, constraint=false];",
-                id(from),
-                quote(&label)
-            );
-        }
-        out.push_str("  }\n");
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// A Graphviz quoted string: `"` and `\` escaped, newlines as `\n` line breaks.
-fn quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => {}
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 #[cfg(test)]
@@ -854,15 +773,6 @@ mod tests {
     }
 
     #[test]
-    fn dot_quotes_what_the_texts_carry() {
-        assert_eq!(quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
-        let a = vec![event(1, "a:1", EventKind::Received, "a:1", "z:1")];
-        let dot = render_dot(&build(&[a]), &Names::default());
-        assert!(dot.contains("key \\\"k\\\\\\\"\\\\\\\\\\\""), "{dot}");
-        assert_eq!(dot.matches('{').count(), dot.matches('}').count(), "{dot}");
-    }
-
-    #[test]
     fn a_cut_last_line_is_skipped_and_any_other_bad_line_is_an_error() {
         let good = serde_json::to_string(&event(1, "a:1", EventKind::Sent, "a:1", "b:2")).unwrap();
         let (events, warning) = parse(format!("{good}\n{good}\n{{\"time").as_bytes(), "t", |_| {
@@ -882,5 +792,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.line, 2);
         assert!(error.to_string().starts_with("t:2: "), "{error}");
+        let not_a_trace = "t:1: not a trace line (expected one JSON record per line as \
+                           written by servent --trace)";
+        // A README, a binary, or text cut short that never was a record: errors in
+        // plain words, never a skipped last line.
+        for bad in [
+            &b"# tp3kv\n\nA lookup\n"[..],
+            b"\x7fELF\x02\x01\x01\xff\xfe\n",
+            b"hello",
+        ] {
+            let error = parse(bad, "t", |_| true).unwrap_err();
+            assert!(error.to_string().starts_with(not_a_trace), "{error}");
+        }
+        let error = parse(&b"{\"time_us\": 1}\n"[..], "t", |_| true).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{not_a_trace}: missing field `servent`")
+        );
     }
 }
