@@ -14,16 +14,17 @@
 # s2 and s3, named before they start, get ports reserved in advance.
 #
 # The client, one run per command so each answer belongs to one question, asks:
-#   ? rtmp    only s4 has it: exactly one answer, from s4; s4's log shows the query
+#   ? rtmp    only s4 has it: exactly one answer, from s4; s4's trace shows the query
 #             received twice, answered once, one copy dropped as a duplicate (or, if
 #             timing sends s4's copy round to s3 first, once, and s1 drops the echo)
 #   ? motd    s1, s2 and s4 have it (not s3): one answer from each, with its value
 #   T         all four answer, each with the path the query took from s1
 #   ? xyzzy   nobody has it: no answer
-# Data: data/diamond/*.kv (see data/README.md). Ends with PASS or FAIL: <reason>.
+# Data: data/diamond/*.kv (see data/README.md). Ends with PASS or FAIL: <reason>,
+# and the floods drawn from the servents' traces (flood-view), servents named s1..s4.
 # TIMEOUT=4 ./topologia1.sh waits as long as the assignment's client (default 1 s).
 
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh" "$@"
 DATA=data/diamond
 
 echo "== Topology 1: diamond s1-{s2,s3}-s4 (client timeout ${TIMEOUT}s) =="
@@ -49,14 +50,13 @@ echo "checks:"
 expect_answers far "? rtmp: exactly one answer, from s4" \
     "$(answer $DATA/s4.kv rtmp s4)"
 
-# s4's story for that query, found by its id (client ip:port#seq) in s1's log.
+# s4's story for that query, found by its id (client ip:port#seq) in s1's trace.
 id=$(query_id s1 rtmp)
-check "s1 logged the rtmp query (id ${id:-?})" test -n "$id"
-client=${id%#*} seq=${id##*#}
-S4=$WORK/s4.log
-heard=$(wait_count 2 "received KeyFlood\(.*seq: $seq, client: $client," "$S4")
-dropped=$(wait_count 1 "query $id dropped: duplicate" "$S4")
-answered=$(count "query $id: key \"rtmp\" found, answering" "$S4")
+check "s1 traced the rtmp query (id ${id:-?})" test -n "$id"
+Q="\"query\":\"$id\""
+heard=$(wait_traced 2 s4 '"event":"received"' "$Q" '"type":"KEYFLOOD"')
+dropped=$(wait_traced 1 s4 '"event":"dropped"' "$Q" '"reason":"duplicate"')
+answered=$(traced s4 '"event":"answered"' "$Q")
 check "s4 answered it once (got $answered)" same "$answered" 1
 if (( heard != 1 )); then
     check "s4 received it twice (got $heard) and dropped exactly one duplicate (got $dropped)" \
@@ -64,17 +64,21 @@ if (( heard != 1 )); then
 else
     # Legal under load: s1>s2>s4>s3 can beat s1>s3. s3 then takes s4's copy as its
     # first and sends it back to s1, which drops it; s4 hears the query only once.
-    n=$(count "query $id dropped: duplicate" "$WORK/s1.log")
+    n=$(traced s1 '"event":"dropped"' "$Q" '"reason":"duplicate"')
     check "s4 received it once (s2 or s3 took s4's copy first); s1 dropped the echo ($dropped, $n)" \
         same "$dropped:$n" "0:1"
 fi
 # s1 sends 2 copies, s2, s3 and s4 forward 1 each: of these 5, 3 are firsts (at
 # s2, s3, s4), the other 2 are dropped, wherever timing makes them land.
-n=$(cat "$WORK"/s[1-4].log | grep -c "query $id dropped: duplicate" || true)
+n=0
+for s in s1 s2 s3 s4; do
+    n=$(( n + $(traced $s '"event":"dropped"' "$Q" '"reason":"duplicate"') ))
+done
 check "2 duplicates dropped in the whole network (got $n)" same "$n" 2
 for s in s1 s2 s3; do
-    n=$(count "query $id: key \"rtmp\" not here" "$WORK/$s.log")
-    check "$s handled the rtmp query once, without answering (got $n)" same "$n" 1
+    got=$(traced $s '"event":"received"' "$Q"):$(traced $s '"event":"dropped"' "$Q" '"reason":"duplicate"')
+    n=$(( ${got%:*} - ${got#*:} )):$(traced $s '"event":"answered"' "$Q")
+    check "$s handled the rtmp query once, without answering (handled:answered $n)" same "$n" "1:0"
 done
 
 expect_answers motd "? motd: one answer from each of s1, s2, s4, none from s3" \

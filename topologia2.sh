@@ -11,15 +11,16 @@
 # ones, each naming its odd successor, already running.
 #
 # The client, one run per command so each answer belongs to one question, asks:
-#   ? ntp     only s5 has it: one answer, from s5; s5's log shows it got TTL 0,
+#   ? ntp     only s5 has it: one answer, from s5; s5's trace shows it got TTL 0,
 #             answered, and did not forward
-#   ? gopher  only s6 has it: no answer, and s6's log shows no KEYFLOOD ever arrived
+#   ? gopher  only s6 has it: no answer, and s6's trace shows no KEYFLOOD ever arrived
 #   T         exactly 5 answers, s1..s5, each with its path from s1; not s6
 #   ? http    s1, s3, s5 and s6 have it: answers from s1, s3, s5, none from s6
-# Data: data/line/*.kv (see data/README.md). Ends with PASS or FAIL: <reason>.
+# Data: data/line/*.kv (see data/README.md). Ends with PASS or FAIL: <reason>,
+# and the floods drawn from the servents' traces (flood-view), servents named s1..s6.
 # TIMEOUT=4 ./topologia2.sh waits as long as the assignment's client (default 1 s).
 
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh" "$@"
 DATA=data/line
 
 echo "== Topology 2: line s1-s2-s3-s4-s5-s6 (client timeout ${TIMEOUT}s) =="
@@ -49,19 +50,18 @@ echo
 echo "checks:"
 expect_answers ntp "? ntp: exactly one answer, from s5" "$(answer $DATA/s5.kv ntp s5)"
 
-# s5's story for that query, found by its id (client ip:port#seq) in s1's log.
+# s5's story for that query, found by its id (client ip:port#seq) in s1's trace.
 id=$(query_id s1 ntp)
-check "s1 logged the ntp query (id ${id:-?})" test -n "$id"
-client=${id%#*} seq=${id##*#}
-S5=$WORK/s5.log
-n=$(count "received KeyFlood\(Flood \{ ttl: 0, seq: $seq, client: $client," "$S5")
+check "s1 traced the ntp query (id ${id:-?})" test -n "$id"
+Q="\"query\":\"$id\""
+n=$(wait_traced 1 s5 '"event":"dropped"' "$Q" '"reason":"ttl"')
+check "s5 did not forward it: dropped, TTL spent (got $n)" same "$n" 1
+n=$(traced s5 '"event":"received"' "$Q" '"type":"KEYFLOOD","ttl":0,')
 check "s5 received the ntp query once, with TTL 0 (got $n)" same "$n" 1
-n=$(count "query $id: key \"ntp\" found, answering" "$S5")
+n=$(traced s5 '"event":"answered"' "$Q")
 check "s5 answered it (got $n)" same "$n" 1
-n=$(count "query $id: TTL 0, not forwarded" "$S5")
-check "s5 did not forward it: 'TTL 0, not forwarded' (got $n)" same "$n" 1
-n=$(count "query $id: forwarding" "$S5")
-check "s5 logged no forwarding of it (got $n)" same "$n" 0
+n=$(traced s5 '"event":"sent"' "$Q" '"type":"KEYFLOOD"')
+check "s5 sent no copy of it on (got $n)" same "$n" 0
 
 expect_answers gopher "? gopher: no answer (only s6 has it)"
 check "? gopher: the client says 'no answer received'" \
@@ -82,9 +82,9 @@ expect_answers http "? http: answers from s1, s3, s5; none from s6" \
     "$(answer $DATA/s5.kv http s5)"
 
 # s6 heard nothing at all: every query of this run died at s5.
-n=$(count "received (KeyFlood|TopoFlood)" "$WORK/s6.log")
+n=$(( $(traced s6 '"event":"received"' '"type":"KEYFLOOD"') + $(traced s6 '"event":"received"' '"type":"TOPOFLOOD"') ))
 check "s6 never received a KEYFLOOD or TOPOFLOOD (got $n)" same "$n" 0
-n=$(count "received KeyFlood\(Flood \{ ttl: 0," "$S5")
+n=$(traced s5 '"event":"received"' '"type":"KEYFLOOD","ttl":0,')
 check "s5 received all 3 key queries with TTL 0 (got $n)" same "$n" 3
 
 n=$(flood_view | grep -c "s5 ($(addr s5))  TTL 0 .*\[TTL spent, not forwarded\]$" || true)

@@ -8,20 +8,70 @@
 # or with KEEP_LOGS=1).
 #
 # Every servent also writes a trace (`--trace`), kept after the run in TRACES
-# (default target/traces/<script name>/), and `show_floods` draws them with flood-view.
+# (default <cargo's target dir>/traces/<script name>/), and `show_floods` draws them
+# with flood-view.
 #
-# Environment: TIMEOUT (client --timeout, default 1 s), RUST_LOG (default debug),
-# START_TIMEOUT (seconds to wait for a servent to listen or for links, default 10),
-# TRACES (where the traces go).
+# The script's own arguments are read here: --help (its header comment, then the
+# options and environment below), --no-build; anything else is a usage error (2).
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT=$(basename "$0")
+NO_BUILD=0
+
+# usage: the calling script's header comment (what it builds and checks), then what
+# every topology script takes.
+usage() {
+    sed -n '2,/^[^#]/{/^#/!q; s/^# \{0,1\}//; p}' "$0"
+    cat <<EOF
+
+Usage: ./$SCRIPT [--no-build] [--help]
+
+Options:
+  --no-build   use the release binaries as they are, without running cargo build
+  -h, --help   print this help and exit
+
+Environment:
+  TIMEOUT=S         the client's --timeout, seconds (default 1)
+  START_TIMEOUT=S   how long to wait for a servent to listen or its links (default 10)
+  RUST_LOG=FILTER   the servents' log level (default debug)
+  KEEP_LOGS=1       keep the run's temp dir (each servent's log and stdout, each
+                    client run's output) and print where it is; it is kept anyway
+                    after a FAIL
+  TRACES=DIR        where the servents' traces and the pictures go (default
+                    <target dir>/traces/${SCRIPT%.sh})
+  CARGO_TARGET_DIR  cargo's target dir: the binaries are taken from its release/
+  TMPDIR            where the temp dir goes (default /tmp)
+
+Exit status: 0 on PASS, 1 on FAIL, 2 on a usage error.
+EOF
+}
+
+while (($#)); do
+    case $1 in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    --no-build) NO_BUILD=1 ;;
+    *)
+        echo "$SCRIPT: error: unknown argument '$1' (see ./$SCRIPT --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+
 cd "$ROOT"
-SERVENT=$ROOT/target/release/servent
-CLIENT=$ROOT/target/release/client
-FLOOD_VIEW=$ROOT/target/release/flood-view
-TRACES=${TRACES:-$ROOT/target/traces/$(basename "$0" .sh)}
+
+# shellcheck source=scripts/target-dir.sh
+source "$ROOT/scripts/target-dir.sh"
+TARGET=$(target_dir)
+SERVENT=$TARGET/release/servent
+CLIENT=$TARGET/release/client
+FLOOD_VIEW=$TARGET/release/flood-view
+TRACES=${TRACES:-$TARGET/traces/${SCRIPT%.sh}}
 TIMEOUT=${TIMEOUT:-1}
 START_TIMEOUT=${START_TIMEOUT:-10}
 export RUST_LOG=${RUST_LOG:-debug}
@@ -40,13 +90,19 @@ cleanup_more() {
     for lock in "${LOCKS[@]}"; do rm -rf "$lock"; done
 }
 
-# Build (or check) the release binaries; cargo does nothing if they are fresh.
+# Build (or check) the release binaries, with cargo's own progress shown (it does
+# nothing if they are fresh); --no-build only checks they are there.
 build() {
-    if command -v cargo >/dev/null; then
-        cargo build --release --quiet || die "cargo build failed"
+    if ((NO_BUILD)); then
+        echo "using the release binaries in $TARGET/release as they are (--no-build)"
+    elif command -v cargo >/dev/null; then
+        echo "building the release binaries (cargo build --release, into $TARGET)"
+        cargo build --release || die "cargo build failed"
+    else
+        echo "cargo not found: using the release binaries in $TARGET/release"
     fi
     [[ -x $SERVENT && -x $CLIENT && -x $FLOOD_VIEW ]] ||
-        die "no binaries in target/release (cargo missing?)"
+        die "no servent, client and flood-view in $TARGET/release (build them with cargo build --release)"
     rm -rf "$TRACES"
     mkdir -p "$TRACES"
 }
@@ -148,19 +204,33 @@ kv_value() {
 # answer FILE KEY NAME: the client line expected when servent NAME answers KEY.
 answer() { echo "$(kv_value "$1" "$2") $(addr "$3")"; }
 
-# query_id NAME KEY: "ip:port#seq" of the (first) query for KEY in NAME's log.
+# query_id NAME KEY: "ip:port#seq" of the (first) query for KEY that servent NAME
+# got from a client, as its trace names it.
 query_id() {
-    grep -m1 -oE "query [0-9.]+:[0-9]+#[0-9]+: key \"$2\"" "$WORK/$1.log" |
-        sed -E 's/^query ([^ ]+): .*/\1/' || true
+    grep -F '"type":"KEYREQ"' "$TRACES/$1.jsonl" 2>/dev/null | grep -F "\"key\":\"$2\"" |
+        grep -m1 -o '"query":"[^"]*"' | cut -d'"' -f4 || true
 }
 
-# wait_count N PATTERN FILE: wait (up to 2 s) for N matching lines; print the count.
-# Logs can lag the client's output a little, e.g. a duplicate dropped after the answer.
-wait_count() {
-    local i n
+# traced NAME WORDS...: how many lines of servent NAME's trace hold every one of the
+# WORDS (fixed strings, e.g. '"event":"dropped"' '"reason":"duplicate"'); 0 if none.
+# The traces, not the logs: their words are the schema, not a log line's wording.
+traced() {
+    local name=$1 word lines
+    shift
+    lines=$(cat "$TRACES/$name.jsonl" 2>/dev/null || true)
+    for word; do lines=$(grep -F -- "$word" <<<"$lines" || true); done
+    if [[ -n $lines ]]; then wc -l <<<"$lines"; else echo 0; fi
+}
+
+# wait_traced N NAME WORDS...: wait (up to 2 s) for N such trace lines; print the
+# count. A trace is written once per loop turn, so it can lag the client a little,
+# e.g. a duplicate dropped after the answer.
+wait_traced() {
+    local want=$1 i n
+    shift
     for (( i = 0; i < 40; i++ )); do
-        n=$(count "$2" "$3")
-        (( n >= $1 )) && break
+        n=$(traced "$@")
+        (( n >= want )) && break
         sleep 0.05
     done
     echo "$n"
@@ -174,16 +244,19 @@ flood_view() {
 }
 
 # show_floods: every query of the run drawn from the traces, and where they are kept;
-# floods.dot beside them (and floods.svg, if Graphviz is installed).
+# floods.dot beside them (and floods.svg, if Graphviz is installed), and one picture
+# per query in queries/.
 show_floods() {
     echo
     echo "floods, as the servents' traces tell them (flood-view $TRACES/*.jsonl):"
     flood_view | sed 's/^./  &/'
     flood_view --dot >"$TRACES/floods.dot"
+    flood_view --split "$TRACES/queries" >/dev/null
     if command -v dot >/dev/null; then
         dot -Tsvg "$TRACES/floods.dot" >"$TRACES/floods.svg" 2>/dev/null || true
     fi
-    echo "  (traces kept in $TRACES; the same as a Graphviz digraph in floods.dot)"
+    echo "  (traces kept in $TRACES; the same as Graphviz digraphs in floods.dot, and one"
+    echo "  per query in queries/: dot -Tsvg $TRACES/floods.dot > floods.svg)"
 }
 
 # Checks: print ok/FAIL lines and remember failures for the verdict.

@@ -22,8 +22,6 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SERVENT=$ROOT/target/release/servent
-CLIENT=$ROOT/target/release/client
 TIMEOUT=${TIMEOUT:-1}
 START_TIMEOUT=${START_TIMEOUT:-10}
 export RUST_LOG=${RUST_LOG:-info}
@@ -32,8 +30,17 @@ HOSTS=3
 SHAPE=line
 
 usage() {
-    echo "usage: $0 [--hosts N] [--line|--ring]" >&2
+    echo "usage: $0 [--hosts N] [--line|--ring] (see --help)" >&2
     exit 2
+}
+
+help() {
+    sed -n '2,/^[^#]/{/^#/!q; s/^# \{0,1\}//; p}' "$0"
+    echo
+    echo "The binaries are cargo's release ones, built first (cargo build --release) in"
+    echo "cargo's target dir (CARGO_TARGET_DIR is respected)."
+    echo "Exit status: 0 on PASS, 1 on FAIL, 2 on a usage error."
+    exit 0
 }
 
 while (($#)); do
@@ -45,12 +52,18 @@ while (($#)); do
         ;;
     --line) SHAPE=line; shift ;;
     --ring) SHAPE=ring; shift ;;
-    -h | --help) usage ;;
+    -h | --help) help ;;
     *) usage ;;
     esac
 done
 ((HOSTS >= 1 && HOSTS <= 200)) || { echo "--hosts must be 1..200" >&2; exit 2; }
 [[ $SHAPE == ring && HOSTS -lt 3 ]] && { echo "--ring needs at least 3 hosts" >&2; exit 2; }
+
+# shellcheck source=scripts/target-dir.sh
+source "$ROOT/scripts/target-dir.sh"
+TARGET=$(target_dir)
+SERVENT=$TARGET/release/servent
+CLIENT=$TARGET/release/client
 
 PREFIX=tp3-$$
 BRNS=$PREFIX-br
@@ -70,9 +83,10 @@ host_ip() { echo "10.77.0.$1"; }
 [[ $(id -u) == 0 ]] || die "network namespaces need root"
 command -v ip >/dev/null || die "the ip command (iproute2) is missing"
 if command -v cargo >/dev/null; then
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build failed"
+    echo "building the release binaries (cargo build --release, into $TARGET)"
+    (cd "$ROOT" && cargo build --release) || die "cargo build failed"
 fi
-[[ -x $SERVENT && -x $CLIENT ]] || die "no binaries in target/release"
+[[ -x $SERVENT && -x $CLIENT ]] || die "no servent and client in $TARGET/release (build them with cargo build --release)"
 
 echo "== $HOSTS hosts in a $SHAPE, namespaces $PREFIX-* (client timeout ${TIMEOUT}s) =="
 
