@@ -504,8 +504,5 @@ fn without_root_the_tests_skip_unless_required() {
         "{all}"
     );
     // Each namespace test failed; only this one, not root there, passed.
-    assert!(
-        all.contains("test result: FAILED. 1 passed; 6 failed"),
-        "{all}"
-    );
+    assert!(all.contains("test result: FAILED. 1 passed; "), "{all}");
 }
