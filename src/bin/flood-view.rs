@@ -10,7 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 use tp3kv::trace::dot;
-use tp3kv::trace::view::{self, Flood, Names};
+use tp3kv::trace::text::{self, Names};
+use tp3kv::trace::view::{self, Flood};
 use tp3kv::trace::Event;
 
 /// Draws the floods recorded in servent traces, one query at a time.
@@ -159,7 +160,7 @@ fn run(args: Args) -> Result<String> {
     } else if args.dot {
         dot::render_dot(&floods, &names)
     } else {
-        view::render_text(&floods, &names)
+        text::render_text(&floods, &names)
     })
 }
 

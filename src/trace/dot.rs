@@ -4,9 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::view::{
-    describe_answer, fate_words, headline, ms, stopped_words, Flood, Names, Sender, DUPLICATE,
-};
+use super::text::{describe_answer, fate_words, headline, ms, stopped_words, Names};
+use super::view::{Flood, Sender, DUPLICATE};
 
 /// What the shapes, line styles and colours mean: a table above the first query.
 const LEGEND: &str = r##"<<table border="0" cellborder="0" cellspacing="1">

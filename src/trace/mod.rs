@@ -1,8 +1,9 @@
 //! Message traces: what a servent did with every frame, one JSON object per line.
 //!
 //! `servent --trace PATH` writes them through a [`Tracer`]; `flood-view` merges the
-//! traces of several servents and draws each query's flood ([`view`], [`dot`]). Both sides use
-//! the one schema, [`Event`]. A line looks like
+//! traces of several servents into each query's flood ([`view`]) and draws it as a
+//! tree of text ([`text`]) or a Graphviz digraph ([`dot`]). Both sides use the one
+//! schema, [`Event`]. A line looks like
 //!
 //! ```text
 //! {"time_us":1764017643123456,"servent":"127.0.0.1:5004","event":"dropped",
@@ -16,6 +17,7 @@
 //! from whom, with no other help from the servents.
 
 pub mod dot;
+pub mod text;
 pub mod view;
 
 use std::fs::OpenOptions;
