@@ -115,7 +115,13 @@ reserve_port() {
     local low _ p tries
     read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
     (( low > 11024 )) || low=32768
-    mkdir -p "$PORT_LOCKS"
+    # Shared by every user of the machine (sticky, like /tmp); if another user's older
+    # run made it private, this user's own.
+    mkdir -p -m 1777 "$PORT_LOCKS" 2>/dev/null || true
+    if [[ ! -w $PORT_LOCKS ]]; then
+        PORT_LOCKS=$PORT_LOCKS-$(id -u)
+        mkdir -p "$PORT_LOCKS" || die "cannot create $PORT_LOCKS for port reservations"
+    fi
     for tries in $(seq 50); do
         p=$(( low - 10000 + RANDOM % 10000 ))
         # Skip a port any local socket already uses (hex in /proc/net/tcp*).
