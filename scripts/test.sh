@@ -25,11 +25,6 @@ case ${1:-} in
     ;;
 esac
 
-# The benchmarks' hostile reply address holds some 2400 connections open: as many
-# open files as this user may have (a lab user's soft limit is often 1024; root's
-# is often higher, which is how this went unseen).
-ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
-
 ./topologia1.sh
 ./topologia2.sh
 cargo test
