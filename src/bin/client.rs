@@ -4,17 +4,38 @@ use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
-use tp3kv::client::{self, Client, LineSource, Lines};
+use tp3kv::client::terminal::Terminal;
+use tp3kv::client::{self, Client, Indicator, Lines};
 use tp3kv::net;
 
-/// Client of the TP3 key-value network. Commands: `? key` looks a key up, `T` asks for
-/// the reachable topology, `Q` (or end of input) quits. Answers print as
-/// `VALUE IP:PORT`.
+/// Asks a servent of the key-value network for keys and for the network's topology.
+///
+/// Reads commands, one a line, from the terminal (with line editing and history) or
+/// from a pipe or file, sends each to the servent, and prints the answers that servents
+/// send back, as `VALUE IP:PORT`, until no answer has come for `--timeout` seconds.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    name = "client",
+    version,
+    about,
+    after_help = "\
+Commands, one a line (typed, pasted or piped in; each runs in turn):
+  ? KEY   look KEY up: every servent that holds it answers VALUE IP:PORT
+  T       ask for the topology: every servent reached answers with the path
+          (servents' ip:port, in order) the query took to reach it
+  Q       quit; so does the end of input (Ctrl-D at a terminal)
+
+Answers go to stdout, one a line; notes (no answer received, unknown commands) to
+stderr. Control characters in values are shown escaped (\\n, \\0, \\u{1b}); --raw prints
+the bytes as they came. At a terminal, Ctrl-C stops waiting for answers, or drops
+the line being typed; the prompt and the editor's control codes go to the terminal,
+never to stdout.
+
+Exit status: 0 on success, 1 on a runtime error, 2 on a usage error."
+)]
 struct Args {
     /// The servent, as ip:port; or, as in the assignment, `<local-port> <ip:port>` with
     /// the port to receive answers on first.
@@ -26,50 +47,82 @@ struct Args {
     /// After each `T`, also draw its answers as the tree of the overlay they reached.
     #[arg(long)]
     tree: bool,
+    /// Print values as the bytes came, control characters included, not escaped.
+    #[arg(long)]
+    raw: bool,
 }
+
+/// A mistake in the command line: exit status 2.
+struct Usage(String);
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(args) {
-        let _ = writeln!(io::stderr(), "client: error: {e:#}");
-        std::process::exit(1);
-    }
+    let status = match check(&args) {
+        Err(Usage(why)) => {
+            let _ = writeln!(io::stderr(), "client: error: {why}");
+            2
+        }
+        Ok((reply_port, servent, timeout)) => match run(&args, reply_port, servent, timeout) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = writeln!(io::stderr(), "client: error: {e:#}");
+                1
+            }
+        },
+    };
+    std::process::exit(status);
 }
 
-fn parse_target(args: &[String]) -> Result<(u16, SocketAddrV4)> {
-    let (port, servent) = match args {
+/// The command line's values, checked.
+fn check(args: &Args) -> Result<(u16, SocketAddrV4, Duration), Usage> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Err(Usage(format!(
+            "bad --timeout {}: expected a positive number of seconds",
+            args.timeout
+        )));
+    }
+    let (port, servent) = match args.args.as_slice() {
         [servent] => (0, servent),
         [port, servent] => match port.parse::<u16>() {
             Ok(port) => (port, servent),
-            Err(_) => bail!("bad local port {port:?}: expected a number from 0 to 65535"),
+            Err(_) => {
+                return Err(Usage(format!(
+                    "bad local port {port:?}: expected a number from 0 to 65535"
+                )))
+            }
         },
-        _ => bail!("expected <ip:port> or <local-port> <ip:port>"),
+        _ => return Err(Usage("expected <ip:port> or <local-port> <ip:port>".into())),
     };
-    Ok((port, net::resolve_v4(servent).map_err(anyhow::Error::msg)?))
+    let servent = net::resolve_v4(servent).map_err(Usage)?;
+    Ok((port, servent, Duration::from_secs_f64(args.timeout)))
 }
 
-fn run(args: Args) -> Result<()> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!(
-            "bad --timeout {}: expected a positive number of seconds",
-            args.timeout
-        );
-    }
-    let (reply_port, servent) = parse_target(&args.args)?;
-    let timeout = Duration::from_secs_f64(args.timeout);
+fn run(args: &Args, reply_port: u16, servent: SocketAddrV4, timeout: Duration) -> Result<()> {
     let mut client = Client::connect(servent, reply_port, timeout, client::random_seq())?;
     client.draw_topology_trees(args.tree);
+    client.print_raw(args.raw);
     let interactive = io::stdin().is_terminal();
     let mut out = Output::new(io::stdout());
     let mut err = Notes(io::stderr());
     if interactive {
-        let _ = writeln!(
-            err,
-            "connected to {servent}; answers come to port {}. `? key`, `T`, `Q`.",
-            client.reply_port()
-        );
+        // Ctrl-C ends a wait; at the prompt the line editor sees it as a key.
+        client.stop_waits_on(&[signal_hook::consts::SIGINT])?;
+    }
+    if io::stderr().is_terminal() {
+        let text = if interactive {
+            "waiting for answers... (Ctrl-C stops)"
+        } else {
+            "waiting for answers..."
+        };
+        let redraw = io::stdout().is_terminal();
+        client.show_waiting(Indicator::new(Box::new(io::stderr()), text, redraw));
     }
     let outcome = if interactive {
+        let _ = writeln!(
+            err,
+            "connected to {servent}; answers come to port {}. `? KEY`, `T`, `Q`.",
+            client.reply_port()
+        );
         client.run(&mut Terminal::new()?, &mut out, &mut err)
     } else {
         client.run(&mut Lines(io::stdin().lock()), &mut out, &mut err)
@@ -129,41 +182,5 @@ impl<W: Write> Write for Notes<W> {
     fn flush(&mut self) -> io::Result<()> {
         let _ = self.0.flush();
         Ok(())
-    }
-}
-
-/// Commands typed at a terminal: a prompt, line editing, and the session's history
-/// (up and down arrows, Ctrl-R), from `rustyline`. Ctrl-C drops the line being typed;
-/// Ctrl-D on an empty line quits, as end of input does. The prompt and the echo go to
-/// the terminal itself, not to stdout: with `client ... | head -1` at a terminal, the
-/// answers go down the pipe and the prompt stays on the screen.
-struct Terminal(rustyline::DefaultEditor);
-
-impl Terminal {
-    fn new() -> Result<Terminal> {
-        let config = rustyline::Config::builder()
-            .behavior(rustyline::config::Behavior::PreferTerm)
-            .build();
-        let editor =
-            rustyline::DefaultEditor::with_config(config).context("cannot set up the terminal")?;
-        Ok(Terminal(editor))
-    }
-}
-
-impl LineSource for Terminal {
-    fn next_line(&mut self) -> io::Result<Option<String>> {
-        use rustyline::error::ReadlineError;
-        match self.0.readline("> ") {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = self.0.add_history_entry(line.as_str());
-                }
-                Ok(Some(line))
-            }
-            Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
-            Err(ReadlineError::Eof) => Ok(None),
-            Err(ReadlineError::Io(e)) => Err(e),
-            Err(e) => Err(io::Error::other(e.to_string())),
-        }
     }
 }

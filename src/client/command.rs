@@ -1,5 +1,6 @@
 //! The client's command language (PROTOCOL.md): `? key`, `T`, `Q`. Pure.
 
+use super::show;
 use crate::protocol::{Text, MAX_TEXT};
 
 /// One line of user input, understood.
@@ -13,8 +14,8 @@ pub enum Command {
     Quit,
     /// A blank line: nothing to do.
     Nothing,
-    /// Anything else, with what is wrong with it.
-    Unknown(String),
+    /// Anything else, with what is wrong with it (one line, for the user).
+    Invalid(String),
 }
 
 fn is_blank(c: char) -> bool {
@@ -32,28 +33,27 @@ pub fn parse(line: &str) -> Command {
         _ => {}
     }
     let Some(rest) = trimmed.strip_prefix('?') else {
-        return Command::Unknown(format!(
-            "unknown command: {trimmed:?} (try `? key`, `T` or `Q`)"
+        return Command::Invalid(format!(
+            "unknown command: {trimmed:?} (the commands are `? KEY`, `T` and `Q`)"
         ));
     };
-    if !rest.starts_with(is_blank) {
-        return Command::Unknown(format!(
-            "unknown command: {trimmed:?} (put a space between `?` and the key)"
-        ));
-    }
     let key = rest.trim_matches(is_blank);
     if key.is_empty() {
-        return Command::Unknown("unknown command: `?` needs a key".to_string());
+        return Command::Invalid("? needs a key: ? KEY".to_string());
+    }
+    if !rest.starts_with(is_blank) {
+        return Command::Invalid(format!(
+            "put a space between ? and the key: ? {}",
+            show::escape(key)
+        ));
     }
     if key.contains(is_blank) {
-        return Command::Unknown(format!(
-            "unknown command: {trimmed:?} (a key is a single word)"
-        ));
+        return Command::Invalid(format!("a key is a single word, without spaces: {key:?}"));
     }
     match Text::try_from(key) {
         Ok(key) => Command::Lookup(key),
-        Err(e) => Command::Unknown(format!(
-            "unknown command: key is {} bytes, over the limit of {MAX_TEXT}",
+        Err(e) => Command::Invalid(format!(
+            "the key is too long: {} bytes, at most {MAX_TEXT}",
             e.len
         )),
     }
@@ -68,6 +68,24 @@ mod tests {
     }
 
     #[test]
+    fn each_mistake_is_named() {
+        let invalid = |line: &str| match parse(line) {
+            Command::Invalid(why) => why,
+            other => panic!("{line:?} gave {other:?}"),
+        };
+        assert_eq!(invalid("?"), "? needs a key: ? KEY");
+        assert_eq!(invalid("?  \t"), "? needs a key: ? KEY");
+        assert_eq!(
+            invalid("?rtmp"),
+            "put a space between ? and the key: ? rtmp"
+        );
+        assert!(invalid("? a b").contains("single word"));
+        assert!(invalid("hello").starts_with("unknown command: \"hello\""));
+        // A control character in a command is shown escaped, never as is.
+        assert!(invalid("x\u{1b}[2J").contains("\\u{1b}[2J"));
+    }
+
+    #[test]
     fn the_three_commands() {
         assert_eq!(parse("? rtmp\n"), lookup("rtmp"));
         assert_eq!(parse("?\t \tssh\r\n"), lookup("ssh"));
@@ -77,19 +95,22 @@ mod tests {
     }
 
     #[test]
-    fn everything_else_is_unknown_or_nothing() {
+    fn everything_else_is_invalid_or_nothing() {
         assert_eq!(parse("\n"), Command::Nothing);
         assert_eq!(parse(" \t "), Command::Nothing);
         for line in [
             "t", "q", "?rtmp", "?", "?   ", "? a b", "hello", "TQ", "T x",
         ] {
             assert!(
-                matches!(parse(line), Command::Unknown(_)),
-                "{line:?} should be unknown"
+                matches!(parse(line), Command::Invalid(_)),
+                "{line:?} should be invalid"
             );
         }
         let long = format!("? {}", "k".repeat(MAX_TEXT + 1));
-        assert!(matches!(parse(&long), Command::Unknown(m) if m.contains("401 bytes")));
+        assert_eq!(
+            parse(&long),
+            Command::Invalid("the key is too long: 401 bytes, at most 400".into())
+        );
         assert_eq!(
             parse(&format!("? {}", "k".repeat(MAX_TEXT))),
             lookup(&"k".repeat(MAX_TEXT))

@@ -1,11 +1,14 @@
 //! The client: a REPL that sends queries to one servent and collects the answers that
 //! servents send back on connections of their own.
 //!
-//! [`command`] and [`window`] are pure; [`Client`] does the I/O: a reply listener driven
-//! by `mio`, so answers arriving together from many servents are all read, and the
-//! link to the servent.
+//! [`command`], [`window`], [`show`] and [`tree`] are pure; [`Client`] does the I/O: a
+//! reply listener driven by `mio`, so answers arriving together from many servents are
+//! all read, and the link to the servent. [`terminal`] is the client at a terminal:
+//! line editing, typeahead, the terminal's modes, the waiting indicator, Ctrl-C.
 
 pub mod command;
+pub mod show;
+pub mod terminal;
 pub mod tree;
 pub mod window;
 
@@ -15,6 +18,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -22,6 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::protocol::{self, Frame, Text};
 pub use command::Command;
+pub use terminal::Indicator;
 pub use window::{AnswerWindow, Verdict};
 
 /// How long the client waits for answers by default (PROTOCOL.md: 4 s after the command
@@ -29,6 +34,8 @@ pub use window::{AnswerWindow, Verdict};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 
 const LISTENER: Token = Token(0);
+/// The Ctrl-C pipe ([`Client::stop_waits_on`]); reply connections count up from 2.
+const INTERRUPT: Token = Token(1);
 
 /// Why the client stopped or could not start.
 #[derive(Debug)]
@@ -121,6 +128,12 @@ pub struct Client {
     timeout: Duration,
     /// Draw each `T`'s answers as a tree once its window closes (`--tree`).
     draw_trees: bool,
+    /// Print answers' values as the bytes came (`--raw`), not escaped.
+    raw: bool,
+    /// Shown while a window is open (at a terminal).
+    indicator: Option<Indicator>,
+    /// Readable when a signal asks to stop waiting (Ctrl-C at a terminal).
+    interrupt: Option<mio::net::UnixStream>,
 }
 
 impl Client {
@@ -163,11 +176,59 @@ impl Client {
             listener,
             reply_port,
             replies: HashMap::new(),
-            next_token: 1,
+            next_token: 2,
             next_seq: first_seq,
             timeout,
             draw_trees: false,
+            raw: false,
+            indicator: None,
+            interrupt: None,
         })
+    }
+
+    /// Prints answers' values as the bytes came, control characters and all, rather
+    /// than escaped ([`show`]).
+    pub fn print_raw(&mut self, on: bool) {
+        self.raw = on;
+    }
+
+    /// Shows `indicator` while waiting for answers.
+    pub fn show_waiting(&mut self, indicator: Indicator) {
+        self.indicator = Some(indicator);
+    }
+
+    /// Makes one of `signals` (SIGINT: Ctrl-C) end the wait for answers rather than the
+    /// process. A signal that comes between waits is forgotten when the next command is
+    /// sent.
+    pub fn stop_waits_on(&mut self, signals: &[i32]) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        for &signal in signals {
+            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+        }
+        let mut reader = mio::net::UnixStream::from_std(reader);
+        self.poll
+            .registry()
+            .register(&mut reader, INTERRUPT, Interest::READABLE)?;
+        self.interrupt = Some(reader);
+        Ok(())
+    }
+
+    /// Empties the signal pipe; whether it held anything.
+    fn take_interrupt(&mut self) -> bool {
+        let Some(pipe) = &mut self.interrupt else {
+            return false;
+        };
+        let mut any = false;
+        let mut buf = [0u8; 64];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(n) if n > 0 => any = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return any,
+            }
+        }
     }
 
     /// After each `T`, also draw its answers as the tree of the overlay they reached.
@@ -195,7 +256,7 @@ impl Client {
             let request = match command::parse(&line) {
                 Command::Quit => return Ok(()),
                 Command::Nothing => continue,
-                Command::Unknown(why) => {
+                Command::Invalid(why) => {
                     writeln!(err, "{why}")?;
                     continue;
                 }
@@ -203,9 +264,14 @@ impl Client {
                 Command::Topology => Request::Topology,
             };
             let topology = matches!(request, Request::Topology);
+            self.take_interrupt();
             let seq = self.send(request)?;
             let answers = self.collect_answers(seq, out, err)?;
             if topology && self.draw_trees && !answers.is_empty() {
+                let answers = match self.raw {
+                    true => answers,
+                    false => answers.iter().map(|a| show::escape(a)).collect(),
+                };
                 write!(out, "{}", tree::draw(&answers))?;
             }
         }
@@ -243,9 +309,8 @@ impl Client {
         state
     }
 
-    /// Waits out the answer window for `seq`, printing what arrives.
-    /// Prints the answers to `seq` as they come, until the window closes; returns their
-    /// values.
+    /// Prints the answers to `seq` as they come, until the window closes or a signal
+    /// stops the wait; returns their values.
     fn collect_answers(
         &mut self,
         seq: u32,
@@ -255,41 +320,70 @@ impl Client {
         let mut values = Vec::new();
         let mut window = AnswerWindow::open(seq, self.timeout, Instant::now());
         let mut events = Events::with_capacity(256);
-        loop {
-            let now = Instant::now();
-            if window.is_over(now) {
-                break;
-            }
-            match self.poll.poll(
-                &mut events,
-                Some(window.deadline().saturating_duration_since(now)),
-            ) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            for event in events.iter() {
-                let tokens = if event.token() == LISTENER {
-                    self.accept_replies(err)?
-                } else {
-                    vec![event.token()]
+        let mut indicator = self.indicator.take();
+        if let Some(indicator) = &mut indicator {
+            indicator.start();
+        }
+        let outcome = (|| {
+            let mut stopped = false;
+            while !stopped {
+                let now = Instant::now();
+                if window.is_over(now) {
+                    break;
+                }
+                if let Some(indicator) = &mut indicator {
+                    indicator.resume();
+                }
+                match self.poll.poll(
+                    &mut events,
+                    Some(window.deadline().saturating_duration_since(now)),
+                ) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                let mut screen = Screen {
+                    out: &mut *out,
+                    err: &mut *err,
+                    indicator: indicator.as_mut(),
+                    raw: self.raw,
                 };
-                for token in tokens {
-                    if let Some(message) = self.read_reply(token) {
-                        values.extend(report(message, &mut window, out, err)?);
+                for event in events.iter() {
+                    let tokens = match event.token() {
+                        INTERRUPT => {
+                            stopped = self.take_interrupt();
+                            continue;
+                        }
+                        LISTENER => self.accept_replies(&mut screen)?,
+                        token => vec![token],
+                    };
+                    for token in tokens {
+                        if let Some(message) = self.read_reply(token) {
+                            values.extend(report(message, &mut window, &mut screen)?);
+                        }
                     }
                 }
             }
+            if let Some(indicator) = &mut indicator {
+                indicator.stop();
+            }
+            if stopped {
+                writeln!(err, "stopped waiting")?;
+            } else if window.answers() == 0 {
+                writeln!(err, "no answer received")?;
+            }
+            Ok(values)
+        })();
+        if let Some(mut indicator) = indicator {
+            indicator.stop();
+            self.indicator = Some(indicator);
         }
-        if window.answers() == 0 {
-            writeln!(err, "no answer received")?;
-        }
-        Ok(values)
+        outcome
     }
 
     /// Accepts every waiting reply connection. Returns their tokens, to be read at once:
     /// their data may have arrived before they were registered.
-    fn accept_replies(&mut self, err: &mut impl Write) -> Result<Vec<Token>, ClientError> {
+    fn accept_replies(&mut self, screen: &mut Screen<'_>) -> Result<Vec<Token>, ClientError> {
         let mut accepted = Vec::new();
         loop {
             match self.listener.accept() {
@@ -312,7 +406,7 @@ impl Client {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(accepted),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    writeln!(err, "accepting a reply failed: {e}")?;
+                    screen.note(format_args!("accepting a reply failed: {e}"))?;
                     return Ok(accepted);
                 }
             }
@@ -367,32 +461,56 @@ struct Message {
     content: Result<Frame, String>,
 }
 
+/// Where the lines of a wait go: answers to `out`, notes to `err`, both above the
+/// waiting indicator (hidden before a line, shown again when the wait goes on).
+struct Screen<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    indicator: Option<&'a mut Indicator>,
+    raw: bool,
+}
+
+impl Screen<'_> {
+    fn hide_indicator(&mut self) {
+        if let Some(indicator) = &mut self.indicator {
+            indicator.pause();
+        }
+    }
+
+    fn answer(&mut self, value: &Text, from: SocketAddr) -> io::Result<()> {
+        self.hide_indicator();
+        show::answer(&mut self.out, value, from, self.raw)?;
+        self.out.flush()
+    }
+
+    fn note(&mut self, note: fmt::Arguments<'_>) -> io::Result<()> {
+        self.hide_indicator();
+        writeln!(self.err, "{note}")
+    }
+}
+
 fn report(
     message: Message,
     window: &mut AnswerWindow,
-    out: &mut impl Write,
-    err: &mut impl Write,
+    screen: &mut Screen<'_>,
 ) -> io::Result<Option<String>> {
     let from = message.from;
     match message.content {
         Ok(Frame::Resp { seq, value }) => match window.on_response(seq, Instant::now()) {
             Verdict::Answer => {
-                writeln!(out, "{value} {from}")?;
-                out.flush()?;
+                screen.answer(&value, from)?;
                 return Ok(Some(value.to_lossy().into_owned()));
             }
-            Verdict::WrongSeq => writeln!(
-                err,
+            Verdict::WrongSeq => screen.note(format_args!(
                 "unexpected message from {from}: RESP for seq {seq}, expected {}",
                 window.seq()
-            ),
+            )),
         },
-        Ok(other) => writeln!(
-            err,
+        Ok(other) => screen.note(format_args!(
             "unexpected message from {from}: {} instead of RESP",
             other.name()
-        ),
-        Err(why) => writeln!(err, "unexpected message from {from}: {why}"),
+        )),
+        Err(why) => screen.note(format_args!("unexpected message from {from}: {why}")),
     }?;
     Ok(None)
 }

@@ -1,0 +1,206 @@
+//! The client's command line and output, without a terminal: `--help`, `--version`,
+//! exit statuses, the messages for mistyped commands, and answers carrying control
+//! characters from a servent that is not ours (escaped, or as they came with `--raw`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tp3kv::protocol::{self, Frame, Text};
+
+fn client_with(args: &[&str]) -> Output {
+    Command::new(CLIENT)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("client runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn help_describes_the_client_its_commands_and_exit_statuses() {
+    let out = client_with(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "Usage: client",
+        "? KEY",
+        "\n  T ",
+        "\n  Q ",
+        "end of input",
+        "--timeout",
+        "--raw",
+        "Ctrl-C",
+        "Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    assert!(help.trim_end().ends_with("2 on a usage error."), "{help}");
+}
+
+#[test]
+fn version_names_the_client() {
+    let out = client_with(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "client 0.1.0\n");
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        &["nonsense"][..],
+        &["127.0.0.1"],
+        &["300.1.1.1:5000"],
+        &["127.0.0.1:0"],
+        &["port", "127.0.0.1:5000"],
+        &["70000", "127.0.0.1:5000"],
+        &["--timeout", "0", "127.0.0.1:5000"],
+        &["--timeout=-1", "127.0.0.1:5000"],
+        &["--timeout", "nan", "127.0.0.1:5000"],
+        &["--no-such-flag", "127.0.0.1:5000"],
+        &[],
+    ] {
+        let out = client_with(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        if !args.iter().any(|a| a.starts_with("--no-such")) && !args.is_empty() {
+            // Ours, not clap's (which has its own usage block).
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("client: error: "), "{args:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_servent_is_a_runtime_error() {
+    // A port just freed: nobody listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = client_with(&[&format!("127.0.0.1:{port}")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "client: error: cannot connect to servent 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn mistyped_commands_say_what_is_wrong() {
+    let dir = TempDir::new("client-cli");
+    let s1 = servent(&dir, "s1", "k v\n", &[]);
+    let long = "x".repeat(450);
+    let run = client(&s1, &format!("?\n?k\n? {long}\nhello\n? k\n"));
+    assert!(run.success, "{run:?}");
+    let err: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        err,
+        [
+            "? needs a key: ? KEY",
+            "put a space between ? and the key: ? k",
+            "the key is too long: 450 bytes, at most 400",
+            "unknown command: \"hello\" (the commands are `? KEY`, `T` and `Q`)",
+        ],
+        "{run:?}"
+    );
+    // The mistakes cost nothing: the good command after them is answered.
+    assert_eq!(run.lines(), [format!("v {}", s1.local())]);
+}
+
+/// A servent of another implementation, on a raw socket: accepts one client, reads its
+/// ID and KEYREQ, and answers on a connection to the client's reply port with a RESP
+/// carrying `value`. Returns its address, and a thread giving the answer's source.
+fn fake_servent(value: &'static [u8]) -> (String, std::thread::JoinHandle<SocketAddr>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answerer = std::thread::spawn(move || {
+        let (mut link, _) = listener.accept().unwrap();
+        link.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            let mut chunk = [0u8; 512];
+            let n = link.read(&mut chunk).expect("the client's frames");
+            assert!(n > 0, "the client closed after {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            let (decoded, used, error) = protocol::decode_all(&buf);
+            assert!(error.is_none(), "{error:?}");
+            frames.extend(decoded);
+            buf.drain(..used);
+        }
+        let (Frame::Id { port }, Frame::KeyReq { seq, .. }) = (&frames[0], &frames[1]) else {
+            panic!("expected ID then KEYREQ, got {frames:?}");
+        };
+        let mut answer = TcpStream::connect(("127.0.0.1", *port)).unwrap();
+        let from = answer.local_addr().unwrap();
+        let resp = Frame::Resp {
+            seq: *seq,
+            value: Text::new(value).unwrap(),
+        };
+        answer.write_all(&resp.to_bytes()).unwrap();
+        // Keep the link open until the client is done with it.
+        let _ = link.read(&mut [0u8; 64]);
+        from
+    });
+    (addr, answerer)
+}
+
+const NASTY: &[u8] = b"a\0b\x1b[31mred\x1b[0m\nforged 10.9.8.7:6\\n";
+
+fn ask_fake(extra: &[&str]) -> (Vec<u8>, SocketAddr, String) {
+    let (addr, answerer) = fake_servent(NASTY);
+    let mut child = Command::new(CLIENT)
+        .args(["--timeout", CLIENT_TIMEOUT])
+        .args(extra)
+        .arg(&addr)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"? k\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    (out.stdout, answerer.join().unwrap(), err)
+}
+
+#[test]
+fn control_characters_in_an_answer_are_escaped_and_cannot_forge_a_line() {
+    let (stdout, from, err) = ask_fake(&[]);
+    let stdout = String::from_utf8(stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!("a\\0b\\u{{1b}}[31mred\\u{{1b}}[0m\\nforged 10.9.8.7:6\\\\n {from}\n"),
+        "stderr: {err}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(!stdout.contains(['\0', '\x1b']));
+}
+
+#[test]
+fn raw_prints_the_bytes_as_they_came() {
+    let (stdout, from, err) = ask_fake(&["--raw"]);
+    let mut expected = NASTY.to_vec();
+    expected.extend_from_slice(format!(" {from}\n").as_bytes());
+    assert_eq!(
+        stdout,
+        expected,
+        "{:?}, stderr: {err}",
+        String::from_utf8_lossy(&stdout)
+    );
+}
