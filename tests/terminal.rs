@@ -402,6 +402,58 @@ fn piped_into_tee_the_file_holds_only_the_answers() {
     );
 }
 
+/// The terminal's modes (`stty -g`) before and after the client, which ends as `end`
+/// makes it; returns the screen, its last line saying how the client ended.
+fn modes_around_the_client(end: impl FnOnce(&Tmux, &TempDir)) -> String {
+    let dir = TempDir::new("terminal-modes");
+    let s1 = servent(&dir, "s1", STORE, &[]);
+    let (before, after) = (dir.0.join("before"), dir.0.join("after"));
+    let tmux = Tmux::shell(
+        &dir,
+        &format!(
+            "stty -g > {}; {CLIENT} --timeout 600 {}; status=$?; stty -g > {}; (exit $status)",
+            before.display(),
+            s1.local(),
+            after.display()
+        ),
+    );
+    tmux.wait("the prompt", at_prompt);
+    tmux.keys(&["? a", "Enter"]);
+    tmux.wait("the indicator", |s| s.contains("waiting for answers"));
+    end(&tmux, &dir);
+    let screen = tmux.wait("the client's end", |s| s.contains("client ended"));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(&before), read(&after), "{screen}");
+    screen
+}
+
+#[test]
+fn the_terminal_is_given_back_as_it_was() {
+    let Some(_) = tmux_or_skip("the_terminal_is_given_back_as_it_was") else {
+        return;
+    };
+    // Ctrl-C, then Q.
+    let screen = modes_around_the_client(|tmux, _| {
+        tmux.keys(&["C-c"]);
+        tmux.wait("the prompt, back", at_prompt);
+        tmux.keys(&["Q", "Enter"]);
+    });
+    assert!(screen.contains("client ended 0"), "{screen}");
+    // SIGTERM in the middle of a wait: the terminal's modes come back, and the
+    // indicator goes, before the client dies of it.
+    let screen = modes_around_the_client(|tmux, _| {
+        let shell = tmux.tmux(&["display-message", "-p", "-t", "0", "#{pane_pid}"]);
+        let shell = shell.trim();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .expect("the shell's children");
+        let client: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+        // SAFETY: kill only sends a signal, to the client this test started.
+        assert_eq!(unsafe { libc::kill(client, libc::SIGTERM) }, 0);
+    });
+    assert!(screen.contains("client ended 143"), "{screen}");
+    assert!(!screen.contains("waiting for answers"), "{screen}");
+}
+
 trait LastNonEmpty<'a> {
     fn last_non_empty(self) -> Option<&'a str>;
 }
