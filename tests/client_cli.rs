@@ -159,7 +159,7 @@ fn fake_servent(value: &'static [u8]) -> (String, std::thread::JoinHandle<Socket
     (addr, answerer)
 }
 
-const NASTY: &[u8] = b"a\0b\x1b[31mred\x1b[0m\nforged 10.9.8.7:6\\n";
+const NASTY: &[u8] = b"a\0b\x1b[31mred\x1b[0m\tok\nforged 10.9.8.7:6\\n";
 
 fn ask_fake(extra: &[&str]) -> (Vec<u8>, SocketAddr, String) {
     let (addr, answerer) = fake_servent(NASTY);
@@ -185,11 +185,13 @@ fn control_characters_in_an_answer_are_escaped_and_cannot_forge_a_line() {
     let stdout = String::from_utf8(stdout).unwrap();
     assert_eq!(
         stdout,
-        format!("a\\0b\\u{{1b}}[31mred\\u{{1b}}[0m\\nforged 10.9.8.7:6\\\\n {from}\n"),
+        format!("a\\0b\\u{{1b}}[31mred\\u{{1b}}[0m\tok\\nforged 10.9.8.7:6\\\\n {from}\n"),
         "stderr: {err}"
     );
     assert_eq!(stdout.lines().count(), 1);
     assert!(!stdout.contains(['\0', '\x1b']));
+    // A tab is harmless, and common in values: it stays.
+    assert!(stdout.contains("\tok"));
 }
 
 #[test]

@@ -29,10 +29,12 @@ Commands, one a line (typed, pasted or piped in; each runs in turn):
   Q       quit; so does the end of input (Ctrl-D at a terminal)
 
 Answers go to stdout, one a line; notes (no answer received, unknown commands) to
-stderr. Control characters in values are shown escaped (\\n, \\0, \\u{1b}); --raw prints
-the bytes as they came. At a terminal, Ctrl-C stops waiting for answers, or drops
-the line being typed; the prompt and the editor's control codes go to the terminal,
-never to stdout.
+stderr. Control characters in values (tabs aside) are shown escaped (\\n, \\0,
+\\u{1b}), and a backslash as \\\\; --raw prints the bytes as they came.
+
+At a terminal, every line typed or pasted runs in turn (a bracketed paste waits for
+Enter); Ctrl-C stops waiting for answers, or drops the line being typed. The prompt
+and the editor's control codes go to the terminal, never to stdout.
 
 Exit status: 0 on success, 1 on a runtime error, 2 on a usage error."
 )]

@@ -8,16 +8,18 @@ use std::net::SocketAddr;
 use crate::protocol::Text;
 
 /// `text` with its control characters (C0, DEL, C1) written the way `flood-view`
-/// writes keys and values — Rust's own escapes, as in `{:?}`: `\0`, `\t`, `\n`,
+/// writes keys and values — Rust's own escapes, as in `{:?}`: `\0`, `\r`, `\n`,
 /// `\u{1b}` — and `\` as `\\`, so an escape in the output always stands for one byte
-/// and a value can neither forge a line nor drive the terminal. Everything else is
-/// shown as is (invalid UTF-8 as U+FFFD, as everywhere in the project).
+/// and a value can neither forge a line nor drive the terminal. Tabs stay tabs: they
+/// are harmless, and common in values (services-style files use them to align
+/// columns). Everything else is shown as is (invalid UTF-8 as U+FFFD, as everywhere
+/// in the project).
 pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in self.0.chars() {
-            if c == '\\' || c.is_control() {
+            if c == '\\' || (c.is_control() && c != '\t') {
                 write!(f, "{}", c.escape_debug())?;
             } else {
                 f.write_char(c)?;
@@ -61,15 +63,17 @@ mod tests {
         assert_eq!(line(b"v", false), b"v 10.0.0.1:5000\n");
         let utf8 = "café ünïcødé 日本 e\u{301}";
         assert_eq!(escape(utf8), utf8);
+        let tabs = "1/ddp\t\t\t# Routing Table Maintenance Protocol";
+        assert_eq!(escape(tabs), tabs);
     }
 
     #[test]
     fn control_characters_are_escaped_and_cannot_forge_a_line() {
-        let value = b"a\0b\x1b[31mred\r\nforged 1.2.3.4:5\t\x7f";
+        let value = b"a\0b\x1b[31mred\r\nforged 1.2.3.4:5\x0b\x7f";
         let shown = line(value, false);
         assert_eq!(
             String::from_utf8(shown).unwrap(),
-            "a\\0b\\u{1b}[31mred\\r\\nforged 1.2.3.4:5\\t\\u{7f} 10.0.0.1:5000\n"
+            "a\\0b\\u{1b}[31mred\\r\\nforged 1.2.3.4:5\\u{b}\\u{7f} 10.0.0.1:5000\n"
         );
         // C1 controls (CSI as one character) too; a backslash is doubled, so `\n`
         // in the output is always an escaped newline.

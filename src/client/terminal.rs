@@ -44,8 +44,9 @@ pub struct Terminal {
 
 enum Editor {
     Rustyline(Box<rustyline::DefaultEditor>),
-    /// A terminal `rustyline` cannot drive (`TERM=dumb`): the kernel's line editing,
-    /// and the prompt on stderr (rustyline would put it on stdout).
+    /// A terminal `rustyline` cannot drive (`TERM=dumb`), or none to open as
+    /// `/dev/tty`: the kernel's line editing, and the prompt on stderr (rustyline would
+    /// put it on stdout).
     Plain,
 }
 
@@ -54,10 +55,16 @@ impl Terminal {
     /// prompts until the `Terminal` is dropped.
     pub fn new() -> io::Result<Terminal> {
         let term = std::env::var("TERM").unwrap_or_default();
-        if ["dumb", "cons25", "emacs"]
+        let unsupported = ["dumb", "cons25", "emacs"]
             .iter()
-            .any(|t| t.eq_ignore_ascii_case(&term))
-        {
+            .any(|t| t.eq_ignore_ascii_case(&term));
+        // Without /dev/tty (no controlling terminal), rustyline would prompt on stdout.
+        let no_tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_err();
+        if unsupported || no_tty {
             return Ok(Terminal {
                 editor: Editor::Plain,
                 pending: VecDeque::new(),
