@@ -402,6 +402,34 @@ fn piped_into_tee_the_file_holds_only_the_answers() {
     );
 }
 
+#[test]
+fn ctrl_c_in_a_pipeline_ends_the_client_with_the_rest_of_it() {
+    let Some(_) = tmux_or_skip("ctrl_c_in_a_pipeline_ends_the_client_with_the_rest_of_it") else {
+        return;
+    };
+    let dir = TempDir::new("terminal-tee-ctrl-c");
+    let s1 = servent(&dir, "s1", STORE, &[]);
+    let out = dir.0.join("tee.out");
+    let tmux = Tmux::shell(
+        &dir,
+        &format!(
+            "{CLIENT} --timeout 600 {} | tee {}",
+            s1.local(),
+            out.display()
+        ),
+    );
+    tmux.wait("the prompt", at_prompt);
+    tmux.keys(&["? nosuchkey", "Enter"]);
+    tmux.wait("the indicator", |s| s.contains("waiting for answers"));
+    // The terminal sends SIGINT to the whole pipeline: tee ends, and with nobody left
+    // to read its answers, so does the client, quietly, instead of prompting again.
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait("the client's end", |s| s.contains("client ended"));
+    assert!(screen.contains("client ended 0"), "{screen}");
+    assert!(!screen.contains("error"), "{screen}");
+    assert!(!screen.contains("waiting for answers"), "{screen}");
+}
+
 /// The terminal's modes (`stty -g`) before and after the client, which ends as `end`
 /// makes it; returns the screen, its last line saying how the client ended.
 fn modes_around_the_client(end: impl FnOnce(&Tmux, &TempDir)) -> String {

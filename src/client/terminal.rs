@@ -24,7 +24,8 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustyline::config::Behavior;
 use rustyline::error::ReadlineError;
@@ -33,6 +34,9 @@ use super::LineSource;
 
 const PROMPT: &str = "> ";
 
+/// After a Ctrl-C, how long the pipeline's reader of stdout is given to end.
+const READER_GRACE: Duration = Duration::from_secs(2);
+
 /// Commands typed at a terminal: a prompt, line editing, and the session's history
 /// (up and down arrows, Ctrl-R), from `rustyline`. Ctrl-C drops the line being typed;
 /// Ctrl-D on an empty line quits, as end of input does.
@@ -40,6 +44,9 @@ pub struct Terminal {
     editor: Editor,
     /// The rest of a pasted block, one command a line.
     pending: VecDeque<String>,
+    /// Set by SIGINT (Ctrl-C while the terminal is quiet): it went to the whole
+    /// pipeline, whose other programs may be ending.
+    interrupted: Arc<AtomicBool>,
 }
 
 enum Editor {
@@ -54,6 +61,8 @@ impl Terminal {
     /// Sets up line editing on the terminal that stdin is, and makes it quiet between
     /// prompts until the `Terminal` is dropped.
     pub fn new() -> io::Result<Terminal> {
+        let interrupted = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())?;
         let term = std::env::var("TERM").unwrap_or_default();
         let unsupported = ["dumb", "cons25", "emacs"]
             .iter()
@@ -68,6 +77,7 @@ impl Terminal {
             return Ok(Terminal {
                 editor: Editor::Plain,
                 pending: VecDeque::new(),
+                interrupted,
             });
         }
         let config = rustyline::Config::builder()
@@ -79,6 +89,7 @@ impl Terminal {
         Ok(Terminal {
             editor: Editor::Rustyline(Box::new(editor)),
             pending: VecDeque::new(),
+            interrupted,
         })
     }
 
@@ -121,9 +132,13 @@ impl LineSource for Terminal {
             return Ok(Some(line));
         }
         // Whoever read stdout has gone (`client ... | head -1`, or a Ctrl-C that ended
-        // the pipeline's other programs): end here, as at the end of input, rather than
-        // prompt for commands whose answers have nowhere to go.
-        if stdout_reader_gone() {
+        // the pipeline's other programs, given a moment to end): end here, as at the end
+        // of input, rather than prompt for commands whose answers have nowhere to go.
+        let grace = match self.interrupted.swap(false, Ordering::SeqCst) {
+            true => READER_GRACE,
+            false => Duration::ZERO,
+        };
+        if stdout_reader_gone(grace) {
             return Ok(None);
         }
         let Some(text) = self.read()? else {
@@ -152,16 +167,35 @@ impl Drop for Terminal {
     }
 }
 
-/// Whether stdout is a pipe nobody reads any more.
-fn stdout_reader_gone() -> bool {
-    let mut fd = libc::pollfd {
-        fd: libc::STDOUT_FILENO,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: poll reads and writes the one pollfd passed to it.
-    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
-    ready == 1 && fd.revents & libc::POLLERR != 0
+/// Whether stdout is a pipe nobody reads any more, or becomes one within `wait`.
+fn stdout_reader_gone(wait: Duration) -> bool {
+    // SAFETY: fstat only writes the struct it is given.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    let is_pipe = unsafe { libc::fstat(libc::STDOUT_FILENO, &mut stat) } == 0
+        && stat.st_mode & libc::S_IFMT == libc::S_IFIFO;
+    if !is_pipe {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let mut fd = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: 0,
+            revents: 0,
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // SAFETY: poll reads and writes the one pollfd passed to it.
+        let ready = unsafe { libc::poll(&mut fd, 1, left.as_millis() as libc::c_int) };
+        if ready == 1 {
+            // POLLERR: a pipe without readers. POLLHUP, POLLNVAL: not a pipe to wait on.
+            return fd.revents & libc::POLLERR != 0;
+        }
+        let interrupted =
+            ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted;
+        if !interrupted || left.is_zero() {
+            return false;
+        }
+    }
 }
 
 /// A one-line notice on a terminal (stderr) while answers are awaited, erased when
