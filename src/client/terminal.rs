@@ -19,7 +19,10 @@
 //!   before the process dies of SIGTERM, SIGHUP or SIGQUIT.
 //!
 //! The prompt and the editor's control codes go to the terminal itself (`/dev/tty`),
-//! never to stdout: `client ... | tee out` keeps a clean file.
+//! never to stdout: `client ... | tee out` keeps a clean file. A Ctrl-C during a wait
+//! reaches the whole pipeline, as Ctrl-C does; if it ended whoever reads stdout, the
+//! client ends too (quietly, status 0) rather than prompt for answers with nowhere to
+//! go. At the prompt, Ctrl-C is a key for the editor and reaches nobody else.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
@@ -144,12 +147,7 @@ impl LineSource for Terminal {
         let Some(text) = self.read()? else {
             return Ok(None);
         };
-        let mut lines = text
-            .split('\n')
-            .map(|l| l.trim_end_matches('\r'))
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect::<VecDeque<_>>();
+        let mut lines = commands(&text);
         for line in &lines {
             self.remember(line);
         }
@@ -165,6 +163,16 @@ impl Drop for Terminal {
             modes::restore();
         }
     }
+}
+
+/// The commands in what the editor gave: one line, or a pasted block of them (blank
+/// lines left out).
+fn commands(text: &str) -> VecDeque<String> {
+    text.split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Whether stdout is a pipe nobody reads any more, or becomes one within `wait`.
@@ -374,5 +382,20 @@ mod modes {
         if let Some(saved) = SAVED.get() {
             set(saved.fd, &saved.original);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_block_is_a_command_a_line() {
+        assert_eq!(commands("? a"), ["? a"]);
+        assert_eq!(commands(""), Vec::<String>::new());
+        assert_eq!(
+            commands("? ssh\n? rtmp\r\n\n  \nT\n"),
+            ["? ssh", "? rtmp", "T"]
+        );
     }
 }
