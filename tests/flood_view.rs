@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::TempDir;
+use common::{skipped, TempDir};
 use tp3kv::trace::{Event, EventKind, FrameFields};
 
 const FLOOD_VIEW: &str = env!("CARGO_BIN_EXE_flood-view");
@@ -286,7 +286,9 @@ fn svg_size(digraph: &str) -> Option<(f64, f64)> {
     let dir = TempDir::new("fv-svg");
     let file = dir.file("g.dot", digraph);
     let Ok(out) = Command::new("dot").arg("-Tsvg").arg(&file).output() else {
-        eprintln!("SKIPPED: dot (Graphviz) is not installed; the picture was not checked");
+        skipped(format_args!(
+            "dot (Graphviz) is not installed; the picture was not checked"
+        ));
         return None;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);

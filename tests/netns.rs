@@ -12,8 +12,10 @@
 
 mod common;
 
-use common::{run_process, start_node, wait_for, ClientRun, Node, TempDir, CLIENT, SERVENT};
-use std::io::Write;
+use common::{
+    root_required, run_process, skipped, start_node, wait_for, ClientRun, Node, TempDir, CLIENT,
+    REQUIRE_ROOT, SERVENT,
+};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -32,9 +34,6 @@ fn host_addr(k: usize) -> String {
     format!("{}:{PORT}", host_ip(k))
 }
 
-/// The variable that makes these tests mandatory: without namespaces, a failure.
-const REQUIRE_ROOT: &str = "TP3KV_REQUIRE_ROOT";
-
 /// Whether this run can make network namespaces, found out once per run. If it
 /// cannot, the first test to ask prints the one SKIPPED line and every test returns
 /// at once, passing; unless `TP3KV_REQUIRE_ROOT=1`, which makes each one fail.
@@ -43,26 +42,20 @@ fn namespaces() -> bool {
     let probed = PROBED.get_or_init(|| {
         let probed = probe();
         if let Err(why) = &probed {
-            if !required() {
-                // Straight to stderr: the harness captures eprintln! of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: tests/netns.rs (servents on separate hosts): {why}; \
+            if !root_required() {
+                skipped(format_args!(
+                    "tests/netns.rs (servents on separate hosts): {why}; \
                      run as root, or set {REQUIRE_ROOT}=1 to make this a failure"
-                );
+                ));
             }
         }
         probed
     });
     match probed {
         Ok(()) => true,
-        Err(why) if required() => panic!("{REQUIRE_ROOT}=1, but {why}"),
+        Err(why) if root_required() => panic!("{REQUIRE_ROOT}=1, but {why}"),
         Err(_) => false,
     }
-}
-
-fn required() -> bool {
-    std::env::var(REQUIRE_ROOT).is_ok_and(|v| v == "1")
 }
 
 /// Makes and deletes a namespace: the one way to know it can be done here (root in
@@ -448,7 +441,7 @@ fn flood_view_follows_a_query_across_hosts() {
 /// SKIPPED line, and with TP3KV_REQUIRE_ROOT=1 they fail. Only root can switch user,
 /// so only a root run checks this; a non-root run is itself the first case.
 #[test]
-fn without_root_the_tests_skip_unless_required() {
+fn without_root_the_tests_skip_unless_root_required() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return;

@@ -171,7 +171,7 @@ fn piped_into_head_the_answers_go_down_the_pipe_and_the_prompt_stays_on_the_scre
 /// Whether tmux is there; if not, says the test is skipped.
 fn tmux_or_skip(test: &str) -> Option<()> {
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED {test}: tmux is not installed");
+        skipped(format_args!("{test}: tmux is not installed"));
         return None;
     }
     Some(())

@@ -207,7 +207,9 @@ fn accepted_by_dot(digraph: &str) {
         .stderr(Stdio::piped())
         .spawn();
     let Ok(mut child) = child else {
-        eprintln!("SKIPPED: dot (Graphviz) is not installed; the digraph was not checked");
+        skipped(format_args!(
+            "dot (Graphviz) is not installed; the digraph was not checked"
+        ));
         return;
     };
     child

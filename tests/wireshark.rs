@@ -37,7 +37,9 @@ fn tshark_missing(test: &str) -> bool {
     if runs("tshark") {
         return false;
     }
-    eprintln!("SKIPPED: {test}: tshark is not installed (apt-get install tshark)");
+    skipped(format_args!(
+        "{test}: tshark is not installed (apt-get install tshark)"
+    ));
     true
 }
 
@@ -903,21 +905,34 @@ fn real_diamond_captured_on_a_private_loopback() {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: {TEST}: capturing needs root");
+        assert!(
+            !root_required(),
+            "{REQUIRE_ROOT}=1, but capturing needs root"
+        );
+        skipped(format_args!(
+            "{TEST}: capturing needs root; set {REQUIRE_ROOT}=1 to make this a failure"
+        ));
         return;
     }
     let dir = TempDir::new("wireshark-real");
     let ns = match Netns::new() {
         Ok(ns) => ns,
         Err(e) => {
-            eprintln!("SKIPPED: {TEST}: no network namespace to capture in: {e}");
+            assert!(!root_required(), "{REQUIRE_ROOT}=1, but no namespace: {e}");
+            skipped(format_args!(
+                "{TEST}: no network namespace to capture in: {e}"
+            ));
             return;
         }
     };
     let mut capture = match Capture::start(&ns, &dir) {
         Ok(capture) => capture,
         Err(e) => {
-            eprintln!("SKIPPED: {TEST}: cannot capture on lo: {e}");
+            assert!(
+                !root_required(),
+                "{REQUIRE_ROOT}=1, but cannot capture: {e}"
+            );
+            skipped(format_args!("{TEST}: cannot capture on lo: {e}"));
             return;
         }
     };

@@ -520,3 +520,19 @@ pub fn run_to_end(mut command: Command, limit: Duration) -> Finished {
         stderr: err_reader.join().unwrap(),
     }
 }
+
+/// The variable that makes the tests needing root mandatory (CI sets it to 1): without
+/// it, a user who is not root sees them skipped.
+pub const REQUIRE_ROOT: &str = "TP3KV_REQUIRE_ROOT";
+
+/// Whether `TP3KV_REQUIRE_ROOT=1`: a test that needs root fails rather than skips.
+pub fn root_required() -> bool {
+    std::env::var(REQUIRE_ROOT).is_ok_and(|v| v == "1")
+}
+
+/// Says, in one `SKIPPED: ...` line, that a test did not run and why. Straight to
+/// stderr: the harness swallows `eprintln!` of tests that pass, and a skip nobody sees
+/// reads as a pass.
+pub fn skipped(why: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "SKIPPED: {why}");
+}
