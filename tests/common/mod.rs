@@ -168,50 +168,16 @@ impl ClientRun {
 }
 
 /// Runs a client process with `input` on its stdin, waiting at most `limit`.
-pub fn run_process(mut command: Command, input: &str, limit: Duration) -> ClientRun {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    writer.join().unwrap();
+pub fn run_process(command: Command, input: &str, limit: Duration) -> ClientRun {
+    let finished = run_with_input(command, Some(input.to_string()), limit);
+    let timed_out = finished.timed_out;
     let run = ClientRun {
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-        success: status.is_some_and(|s| s.success()),
+        success: finished.code == Some(0),
+        stdout: finished.stdout,
+        stderr: finished.stderr,
     };
     assert!(
-        status.is_some(),
+        !timed_out,
         "client did not finish within {limit:?}: {run:?}"
     );
     run
@@ -478,18 +444,37 @@ pub fn raw_query(
 /// `limit`, or by a signal), stdout and stderr.
 pub struct Finished {
     pub code: Option<i32>,
+    /// Killed after `limit`.
+    pub timed_out: bool,
     pub stdout: String,
     pub stderr: String,
 }
 
 /// Runs `command` with no input until it exits, or kills it after `limit`.
-pub fn run_to_end(mut command: Command, limit: Duration) -> Finished {
+pub fn run_to_end(command: Command, limit: Duration) -> Finished {
+    run_with_input(command, None, limit)
+}
+
+/// Runs `command` with `input` on its stdin (none: `/dev/null`), collecting its output,
+/// until it exits or `limit` passes and it is killed.
+fn run_with_input(mut command: Command, input: Option<String>, limit: Duration) -> Finished {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let writer = input.map(|input| {
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        })
+    });
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -503,19 +488,23 @@ pub fn run_to_end(mut command: Command, limit: Duration) -> Finished {
         s
     });
     let start = Instant::now();
-    let code = loop {
+    let (code, timed_out) = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
+            break (status.code(), false);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            break (None, true);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    if let Some(writer) = writer {
+        writer.join().unwrap();
+    }
     Finished {
         code,
+        timed_out,
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
     }
