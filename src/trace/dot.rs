@@ -63,6 +63,21 @@ struct Drawn {
     nodes: Vec<(String, u8)>,
 }
 
+/// A node where the query enters the picture (its client, or a sender with no trace),
+/// drawn once in `tops`; returns its id.
+fn entry(out: &mut String, tops: &mut Vec<String>, id: String, shape: &str, label: &str) -> String {
+    if !tops.contains(&id) {
+        let _ = writeln!(out, "    {id} [shape={shape}, label={}];", quote(label));
+        tops.push(id.clone());
+    }
+    id
+}
+
+/// The node of a sender whose servent left no trace: known by its link's address only.
+fn untraced_sender(out: &mut String, tops: &mut Vec<String>, id: String, link: &str) -> String {
+    entry(out, tops, id, "plaintext", &format!("{link}\n(no trace)"))
+}
+
 /// One query's cluster.
 fn cluster(out: &mut String, n: usize, flood: &Flood, names: &Names) -> Drawn {
     let id = |who: &str| quote(&format!("q{n} {who}"));
@@ -93,28 +108,16 @@ fn cluster(out: &mut String, n: usize, flood: &Flood, names: &Names) -> Drawn {
         let _ = writeln!(out, "    {me} [label={}{style}];", quote(&label));
         all.push((me.clone(), u8::from(depths[all.len()] == deepest)));
         let from = match &node.from {
-            Sender::Client(client) => {
-                let client_id = id(&format!("client {client}"));
-                let label = format!("client\n{client}");
-                let _ = writeln!(
-                    out,
-                    "    {client_id} [shape=ellipse, label={}];",
-                    quote(&label)
-                );
-                tops.push(client_id.clone());
-                client_id
-            }
+            Sender::Client(client) => entry(
+                out,
+                &mut tops,
+                id(&format!("client {client}")),
+                "ellipse",
+                &format!("client\n{client}"),
+            ),
             Sender::Servent(servent) => id(servent),
             Sender::Unknown(link) => {
-                let unknown = id(&format!("unknown {link}"));
-                let label = format!("{link}\n(no trace)");
-                let _ = writeln!(
-                    out,
-                    "    {unknown} [shape=plaintext, label={}];",
-                    quote(&label)
-                );
-                tops.push(unknown.clone());
-                unknown
+                untraced_sender(out, &mut tops, id(&format!("unknown {link}")), link)
             }
         };
         let label = match node.ttl {
@@ -129,17 +132,7 @@ fn cluster(out: &mut String, n: usize, flood: &Flood, names: &Names) -> Drawn {
             Sender::Servent(servent) => id(servent),
             Sender::Client(client) => id(&format!("client {client}")),
             Sender::Unknown(link) => {
-                let unknown = id(&format!("unknown {link}"));
-                let label = format!("{link}\n(no trace)");
-                let _ = writeln!(
-                    out,
-                    "    {unknown} [shape=plaintext, label={}];",
-                    quote(&label)
-                );
-                if !tops.contains(&unknown) {
-                    tops.push(unknown.clone());
-                }
-                unknown
+                untraced_sender(out, &mut tops, id(&format!("unknown {link}")), link)
             }
         };
         let to = if flood.nodes.iter().any(|n| n.servent == copy.to) {
