@@ -169,6 +169,21 @@ addr() { echo "127.0.0.1:${PORT[$1]}"; }
 # count PATTERN FILE: how many lines match the extended regex (0 if none).
 count() { grep -cE -- "$1" "$2" || true; }
 
+# check_log_clean NAME: NAME's log has no warning or error, but for a neighbour that
+# was not listening yet when NAME started (the scripts start servents in any order);
+# each of those must have come up.
+check_log_clean() {
+    local name=$1 log="$WORK/$1.log" n warned up
+    warned=$(count ' WARN  neighbour .* unreachable \(connection refused\); retrying' "$log")
+    n=$(( $(count ' (WARN|ERROR) ' "$log") - warned ))
+    check "$name logged no warning or error (got $n)" same "$n" 0
+    if [ "$warned" -gt 0 ]; then
+        up=$(count 'connected to neighbour .*, up after ' "$log")
+        check "$name: each neighbour it found not yet listening came up ($up of $warned)" \
+            same "$up" "$warned"
+    fi
+}
+
 # wait_links NAME DEGREE: wait until NAME has DEGREE neighbour links up, counting
 # the ones it dialled ("connected to neighbour") and the ones that dialled it and
 # said ID(0) ("is a neighbour servent").
