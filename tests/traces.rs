@@ -347,7 +347,7 @@ fn flood_view_refuses_what_is_not_a_trace() {
     assert_eq!(
         stderr,
         format!(
-            "flood-view: error: cannot read {}: no such file\n",
+            "flood-view: error: cannot read {}: no such file or directory\n",
             none.display()
         )
     );
@@ -375,14 +375,17 @@ fn flood_view_refuses_what_is_not_a_trace() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 
-    // Usage errors: exit 2.
+    // Usage errors: exit 2, in one line.
     for args in [
         &["--bogus", "t.jsonl"][..],
         &[],
         &["--name", "s1", "t.jsonl"],
+        &["--dot", "--split", "out", "t.jsonl"],
     ] {
         let (code, stderr) = refused(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("flood-view: error: "), "{stderr}");
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 
+use tp3kv::cli::{self, Seconds};
 use tp3kv::client::terminal::Terminal;
 use tp3kv::client::{self, Client, Indicator, Lines};
 use tp3kv::net;
@@ -44,8 +45,8 @@ struct Args {
     #[arg(num_args = 1..=2, value_names = ["[LOCAL_PORT] IP:PORT"], required = true)]
     args: Vec<String>,
     /// Seconds to wait for answers after a command or after the last answer.
-    #[arg(long, default_value_t = client::DEFAULT_TIMEOUT.as_secs_f64())]
-    timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(client::DEFAULT_TIMEOUT))]
+    timeout: Seconds,
     /// After each `T`, also draw its answers as the tree of the overlay they reached.
     #[arg(long)]
     tree: bool,
@@ -58,7 +59,7 @@ struct Args {
 struct Usage(String);
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("client");
     let status = match check(&args) {
         Err(Usage(why)) => {
             let _ = writeln!(io::stderr(), "client: error: {why}");
@@ -77,12 +78,6 @@ fn main() {
 
 /// The command line's values, checked.
 fn check(args: &Args) -> Result<(u16, SocketAddrV4, Duration), Usage> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(Usage(format!(
-            "bad --timeout {}: expected a positive number of seconds",
-            args.timeout
-        )));
-    }
     let (port, servent) = match args.args.as_slice() {
         [servent] => (0, servent),
         [port, servent] => match port.parse::<u16>() {
@@ -96,7 +91,7 @@ fn check(args: &Args) -> Result<(u16, SocketAddrV4, Duration), Usage> {
         _ => return Err(Usage("expected <ip:port> or <local-port> <ip:port>".into())),
     };
     let servent = net::resolve_v4(servent).map_err(Usage)?;
-    Ok((port, servent, Duration::from_secs_f64(args.timeout)))
+    Ok((port, servent, args.timeout.0))
 }
 
 fn run(args: &Args, reply_port: u16, servent: SocketAddrV4, timeout: Duration) -> Result<()> {

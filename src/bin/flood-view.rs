@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
+use tp3kv::cli;
+use tp3kv::os_error::plain;
 use tp3kv::trace::dot;
 use tp3kv::trace::text::{self, Names};
 use tp3kv::trace::view::{self, Flood};
@@ -45,7 +47,7 @@ struct Args {
     #[arg(long)]
     dot: bool,
     /// Write one Graphviz digraph per query, DIR/query-<seq>.dot, and list them.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "dot")]
     split: Option<PathBuf>,
     /// Only this query, as `ip:port#seq`, or only its seq.
     #[arg(long, value_name = "QUERY")]
@@ -74,7 +76,7 @@ fn name_pair(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("flood-view");
     let outcome = run(args).and_then(|drawing| {
         let mut stdout = io::stdout().lock();
         match stdout
@@ -87,8 +89,7 @@ fn main() {
         }
     });
     if let Err(e) = outcome {
-        note(format_args!("error: {e:#}"));
-        std::process::exit(1);
+        cli::fail("flood-view", cli::RUNTIME_ERROR, &format!("{e:#}"));
     }
 }
 
@@ -100,21 +101,6 @@ fn note(message: std::fmt::Arguments) {
 /// Whether `query` (`ip:port#seq`) is the one asked for: named whole, or by its seq.
 fn is_wanted(query: &str, wanted: &str) -> bool {
     query == wanted || query.rsplit('#').next() == Some(wanted)
-}
-
-/// An I/O error in plain words, without the `(os error N)`.
-fn plain(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file".to_string(),
-        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => {
-            let text = e.to_string();
-            match text.find(" (os error") {
-                Some(at) => text[..at].to_string(),
-                None => text,
-            }
-        }
-    }
 }
 
 /// Opens a trace, saying in plain words why it cannot be one.

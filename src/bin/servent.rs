@@ -5,20 +5,18 @@
 //! line, a servent named as its own neighbour included). Every error is one line,
 //! `servent: error: ...`.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::error::ErrorKind;
 use clap::Parser;
 use log::{info, warn, Level, LevelFilter, Log, Record};
 
+use tp3kv::cli::{self, Seconds};
 use tp3kv::logging::{self, Sink};
 use tp3kv::net::{self, budget, BindError, Driver, Options};
 use tp3kv::servent::{Config, Servent};
@@ -117,45 +115,20 @@ A neighbour that cannot be reached is one warning, and one line when it comes up
 
 Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.";
 
-/// A positive, finite number of seconds, as a flag takes it (`0.5`, `60`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Seconds(Duration);
-
-impl FromStr for Seconds {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Seconds, String> {
-        let bad = || "expected a positive number of seconds, such as 2 or 0.5".to_string();
-        let value: f64 = text.trim().parse().map_err(|_| bad())?;
-        if !value.is_finite() || value <= 0.0 {
-            return Err(bad());
-        }
-        Duration::try_from_secs_f64(value)
-            .map(Seconds)
-            .map_err(|_| format!("{value} seconds is too long"))
-    }
-}
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.as_secs_f64())
-    }
-}
-
 /// How long a servent that is done waits for its last log lines to be written: stderr
 /// may be a pipe nobody reads.
 const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 fn main() {
-    let args = parse_args();
+    let args: Args = cli::parse("servent");
     if let Err(e) = check(&args) {
-        fail(2, &e);
+        fail(cli::USAGE_ERROR, &e);
     }
     // Everything the servent writes to stderr goes through the sink, so no write to
     // stderr ever blocks the loop (or the exit).
     let sink = match Sink::start(io::stderr(), logging::CAPACITY) {
         Ok(sink) => sink,
-        Err(e) => fail(1, &format!("cannot start logging: {e}")),
+        Err(e) => fail(cli::RUNTIME_ERROR, &format!("cannot start logging: {e}")),
     };
     let outcome = run(args, &sink);
     let failed = outcome.is_err();
@@ -175,38 +148,7 @@ fn main() {
 
 /// `servent: error: <what>` on stderr, and exit with `status`.
 fn fail(status: i32, what: &str) -> ! {
-    let _ = writeln!(io::stderr(), "servent: error: {what}");
-    std::process::exit(status);
-}
-
-/// The command line, or exit: `--help` and `--version` print and exit 0; anything
-/// wrong is one line and exit 2 (clap's own report spans several lines, with the usage
-/// and a hint, which `--help` gives anyway).
-fn parse_args() -> Args {
-    match Args::try_parse() {
-        Ok(args) => args,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            e.exit()
-        }
-        Err(e) => fail(2, &one_line(&e.render().to_string())),
-    }
-}
-
-/// A clap error report on one line: its message and any details or tips, without the
-/// usage and the pointer to `--help`.
-fn one_line(report: &str) -> String {
-    let mut line = String::new();
-    for part in report.lines().map(str::trim) {
-        if part.is_empty() || part.starts_with("Usage:") || part.starts_with("For more") {
-            continue;
-        }
-        let part = part.strip_prefix("error: ").unwrap_or(part);
-        if !line.is_empty() {
-            line.push_str(if part.starts_with("tip:") { "; " } else { " " });
-        }
-        line.push_str(part);
-    }
-    line
+    cli::fail("servent", status, what)
 }
 
 /// What clap cannot see: a servent named as its own neighbour. Its port must be
@@ -307,8 +249,13 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
                 Some(ip) => SocketAddr::new(IpAddr::V4(ip), local.port()),
                 None => local,
             };
-            let tracer = Tracer::create(path, name.to_string())
-                .with_context(|| format!("cannot create the trace file {}", path.display()))?;
+            let tracer = Tracer::create(path, name.to_string()).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the trace file {}: {}",
+                    path.display(),
+                    tp3kv::os_error::plain(&e)
+                )
+            })?;
             Some(tracer)
         }
         None => None,

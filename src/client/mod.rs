@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::os_error::plain;
 use crate::protocol::{self, Frame, Text};
 pub use command::Command;
 pub use terminal::Indicator;
@@ -56,13 +57,17 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Listen { port, source } => {
-                write!(f, "cannot open the reply listener on port {port}: {source}")
+                write!(
+                    f,
+                    "cannot open the reply listener on port {port}: {}",
+                    plain(source)
+                )
             }
             ClientError::Connect { addr, source } => {
-                write!(f, "cannot connect to servent {addr}: {source}")
+                write!(f, "cannot connect to servent {addr}: {}", plain(source))
             }
             ClientError::ServentClosed(addr) => write!(f, "servent {addr} closed the connection"),
-            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::Io(e) => f.write_str(&plain(e)),
         }
     }
 }
