@@ -325,7 +325,11 @@ fn start_up_errors_are_one_clear_line() {
     fails(SERVENT, &[&s1.port().to_string(), good], "already in use");
     fails(CLIENT, &["127.0.0.1"], "expected ip:port");
     fails(CLIENT, &["x", "127.0.0.1:1"], "bad local port");
-    fails(CLIENT, &["--timeout", "0", "127.0.0.1:1"], "bad --timeout");
+    fails(
+        CLIENT,
+        &["--timeout", "0", "127.0.0.1:1"],
+        "expected a positive number of seconds",
+    );
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
