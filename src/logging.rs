@@ -239,14 +239,21 @@ pub fn dropped_message(n: u64) -> String {
 /// The crate's name, which its log lines carry as their target (`tp3kv::net::dial`).
 const LIBRARY: &str = "tp3kv";
 
+/// The levels a `RUST_LOG` directive may name, for its error message.
+const LEVELS: &str = "off, error, warn, info, debug, trace";
+
 /// A `RUST_LOG` spec for `binary`, in which its name and the library's are one: the
 /// binary's own lines have its name as their target (`servent`), the library's that of
 /// their module (`tp3kv::net`), and a user who writes `servent=debug` means both.
 ///
 /// So a directive for `binary` or `tp3kv` is made one for both; `binary::MODULE` is
-/// the library's `tp3kv::MODULE` (the binary has no modules); levels alone and other
+/// the library's `tp3kv::MODULE` (the binary has no modules); levels alone and `mio`'s
 /// targets are kept as written, and so is a `/text` filter at the end.
-pub fn filter_spec(spec: &str, binary: &str) -> String {
+///
+/// A directive that names no level and none of these targets is refused with why:
+/// `env_logger` would ignore a bad level with a warning and read an unknown name as a
+/// target to log everything of, which here means logging nothing at all, silently.
+pub fn filter_spec(spec: &str, binary: &str) -> Result<String, String> {
     let (directives, text) = match spec.split_once('/') {
         Some((directives, text)) => (directives, Some(text)),
         None => (spec, None),
@@ -260,6 +267,26 @@ pub fn filter_spec(spec: &str, binary: &str) -> String {
             Some((name, level)) => (name.trim(), Some(level.trim())),
             None => (directive, None),
         };
+        if let Some(level) = level {
+            if level.parse::<log::LevelFilter>().is_err() {
+                return Err(format!("{level:?} is not a level ({LEVELS})"));
+            }
+        }
+        let ours = |name: &str| {
+            [binary, LIBRARY, "mio"]
+                .iter()
+                .any(|t| name == *t || name.starts_with(&format!("{t}::")))
+        };
+        if level.is_none() && name.parse::<log::LevelFilter>().is_ok() {
+            out.push(name.to_string());
+            continue;
+        }
+        if !ours(name) {
+            return Err(format!(
+                "{name:?} is neither a level ({LEVELS}) nor a module of the {binary} \
+                 ({binary}, {binary}::net, ...)"
+            ));
+        }
         let with = |target: &str| match level {
             Some(level) => format!("{target}={level}"),
             None => target.to_string(),
@@ -278,7 +305,7 @@ pub fn filter_spec(spec: &str, binary: &str) -> String {
         spec.push('/');
         spec.push_str(text);
     }
-    spec
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -355,11 +382,29 @@ mod tests {
             ("tp3kv::net::dial=debug", "tp3kv::net::dial=debug"),
             ("info, mio=trace", "info,mio=trace"),
             ("servent=debug/KEYREQ", "servent=debug,tp3kv=debug/KEYREQ"),
-            ("serventx=debug", "serventx=debug"),
+            ("DEBUG", "DEBUG"),
             ("", ""),
         ];
         for (spec, expected) in cases {
-            assert_eq!(filter_spec(spec, "servent"), expected, "{spec:?}");
+            assert_eq!(
+                filter_spec(spec, "servent"),
+                Ok(expected.into()),
+                "{spec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_that_would_log_nothing_are_refused_with_why() {
+        let cases = [
+            ("servent=dbug", "\"dbug\" is not a level"),
+            ("bogus", "\"bogus\" is neither a level"),
+            ("serventx=debug", "\"serventx\" is neither a level"),
+            ("info,client=debug", "\"client\" is neither a level"),
+        ];
+        for (spec, why) in cases {
+            let refused = filter_spec(spec, "servent").unwrap_err();
+            assert!(refused.starts_with(why), "{spec:?}: {refused}");
         }
     }
 

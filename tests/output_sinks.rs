@@ -352,3 +352,25 @@ fn flood_view_into_closed_pipe(trace: &Path, dot: bool) -> std::process::Output 
         .output()
         .unwrap()
 }
+
+/// A `RUST_LOG` that would log nothing (a misspelt level, a name that is no module) is
+/// said in one line, and the servent logs at the default level instead of in silence.
+#[test]
+fn a_filter_that_would_log_nothing_is_said_and_the_default_used() {
+    let dir = TempDir::new("sinks-bad-filter");
+    for (tag, spec, why) in [
+        ("misspelt", "servent=dbug", "\"dbug\" is not a level"),
+        ("unknown", "bogus", "\"bogus\" is neither a level"),
+    ] {
+        let node = servent_at(&dir, tag, 0, "k v\n", &[], &[], spec);
+        let warning = format!("servent: warning: RUST_LOG=\"{spec}\" ignored: {why}");
+        wait_for("the warning and an INFO line", || {
+            let log = node.log();
+            log.contains(&warning) && log.contains(" INFO ")
+        });
+        let log = node.log();
+        assert_eq!(log.matches("RUST_LOG=").count(), 1, "{log}");
+        assert!(!log.contains("invalid logging spec"), "{log}");
+        assert!(!log.contains(" DEBUG "), "{log}");
+    }
+}

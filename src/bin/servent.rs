@@ -388,8 +388,14 @@ fn init_logging(sink: &Sink) {
         "" => "info",
         set => set,
     };
+    // A filter that would log nothing is said once, and the default used instead.
+    let filters = logging::filter_spec(spec, "servent").unwrap_or_else(|why| {
+        let line = format!("servent: warning: RUST_LOG={spec:?} ignored: {why}; logging at info\n");
+        sink.push(line.as_bytes());
+        "info".to_string()
+    });
     env_logger::Builder::new()
-        .parse_filters(&logging::filter_spec(spec, "servent"))
+        .parse_filters(&filters)
         .format(format)
         .target(env_logger::Target::Pipe(Box::new(sink.writer())))
         .init();
