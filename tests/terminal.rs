@@ -51,7 +51,9 @@ impl Tmux {
             "run.sh",
             &format!("{command}\necho client ended ${{PIPESTATUS[0]}}\nsleep 600\n"),
         );
-        Tmux::start(&format!("bash {}", script.display())).expect("tmux starts")
+        // `exec`: the pane's process is this bash, whatever shell tmux starts it with
+        // (`$SHELL`, or `/bin/sh` when unset), so the client is one of its children.
+        Tmux::start(&format!("exec bash {}", script.display())).expect("tmux starts")
     }
 
     /// Pastes `text` as a terminal does, within bracketed-paste markers if `bracketed`
@@ -474,7 +476,15 @@ fn the_terminal_is_given_back_as_it_was() {
         let shell = shell.trim();
         let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
             .expect("the shell's children");
-        let client: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+        let client: i32 = children
+            .split_whitespace()
+            .find(|child| {
+                std::fs::read(format!("/proc/{child}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.starts_with(CLIENT.as_bytes()))
+            })
+            .unwrap_or_else(|| panic!("no client among the shell's children {children:?}"))
+            .parse()
+            .unwrap();
         // SAFETY: kill only sends a signal, to the client this test started.
         assert_eq!(unsafe { libc::kill(client, libc::SIGTERM) }, 0);
     });
