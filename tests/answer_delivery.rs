@@ -570,8 +570,8 @@ fn under_ulimit_64_ten_clients_are_served_and_a_100_query_burst_is_answered() {
     );
     wait_for("the descriptor split in the log", || {
         s.log().contains(
-            "64 descriptors: 36 for links and clients, 12 for answer connections, \
-             16 for the rest",
+            "descriptor limit 64: using 36 for links and clients, 12 for answer \
+             connections, 16 kept for the rest",
         )
     });
 

@@ -29,9 +29,15 @@ impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} descriptors: {} for links and clients, {} for answer connections, {} for the rest",
+            "descriptor limit {}: using {} for links and clients, {} for answer connections, \
+             {} kept for the rest",
             self.limit, self.connections, self.answers, self.reserved
-        )
+        )?;
+        let used = (self.connections + self.answers + self.reserved) as u64;
+        match self.limit.checked_sub(used) {
+            Some(unused) if unused > 0 => write!(f, ", {unused} unused"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -111,7 +117,14 @@ mod tests {
         assert_eq!((b.connections, b.answers, b.reserved), (36, 12, 16));
         assert_eq!(
             b.to_string(),
-            "64 descriptors: 36 for links and clients, 12 for answer connections, 16 for the rest"
+            "descriptor limit 64: using 36 for links and clients, 12 for answer connections, \
+             16 kept for the rest"
+        );
+        let b = split(20000, 4096, 256, 2).unwrap();
+        assert_eq!(
+            b.to_string(),
+            "descriptor limit 20000: using 4096 for links and clients, 256 for answer \
+             connections, 18 kept for the rest, 15630 unused"
         );
         // Neighbours' links come out of the room.
         let b = split(64, 4096, 256, 10).unwrap();
