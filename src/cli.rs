@@ -34,6 +34,26 @@ pub fn fail(bin: &str, status: i32, what: &str) -> ! {
     std::process::exit(status);
 }
 
+/// A port number from the command line, from `min` (0 or 1) to 65535, or one line
+/// saying what is wrong, in the one wording every port has:
+/// `bad port 99999: expected a number from 1 to 65535` (`what` names the port).
+pub fn parse_port(text: &str, what: &str, min: u16) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(port) if port >= min => return Ok(port),
+        _ => {}
+    }
+    let range = match min {
+        0 => "from 0 to 65535 (0: any free port)".to_string(),
+        min => format!("from {min} to 65535"),
+    };
+    let shown = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.to_string()
+    } else {
+        format!("{text:?}")
+    };
+    Err(format!("bad {what} {shown}: expected a number {range}"))
+}
+
 /// A positive, finite number of seconds, as a flag takes it (`0.5`, `60`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seconds(pub Duration);
@@ -78,7 +98,7 @@ fn one_line(report: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{one_line, Seconds};
+    use super::{one_line, parse_port, Seconds};
     use std::time::Duration;
 
     #[test]
@@ -93,10 +113,31 @@ mod tests {
     }
 
     #[test]
+    fn ports_have_one_wording() {
+        assert_eq!(parse_port("5001", "port", 1), Ok(5001));
+        assert_eq!(parse_port("0", "local port", 0), Ok(0));
+        assert_eq!(
+            parse_port("99999", "port", 1).unwrap_err(),
+            "bad port 99999: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            parse_port("0", "port", 1).unwrap_err(),
+            "bad port 0: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            parse_port("x", "local port", 0).unwrap_err(),
+            "bad local port \"x\": expected a number from 0 to 65535 (0: any free port)"
+        );
+        assert!(parse_port("", "port", 1)
+            .unwrap_err()
+            .starts_with("bad port \"\": "));
+    }
+
+    #[test]
     fn a_clap_report_becomes_one_line() {
         let report = "error: unexpected argument '--bogus' found\n\n  \
                       tip: to pass '--bogus' as a value, use '-- --bogus'\n\n\
-                      Usage: client [OPTIONS] <[LOCAL_PORT] IP:PORT>...\n\n\
+                      Usage: client [OPTIONS] [LOCAL_PORT] <IP:PORT>\n\n\
                       For more information, try '--help'.\n";
         assert_eq!(
             one_line(report),

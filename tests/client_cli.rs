@@ -82,6 +82,100 @@ fn usage_errors_exit_2_with_one_line() {
     );
 }
 
+/// The messages a newcomer meets, word for word: a port out of range, an address that
+/// is not one, the arguments swapped or two servents named.
+#[test]
+fn command_line_mistakes_say_what_is_wrong() {
+    const FIRST: &str = "; with two arguments the local port comes first, and there is one \
+                         servent: client [LOCAL_PORT] IP:PORT";
+    let cases: [(&[&str], String); 7] = [
+        (
+            &["127.0.0.1:99999"],
+            "bad address \"127.0.0.1:99999\": bad port 99999: expected a number from 1 to \
+             65535"
+                .into(),
+        ),
+        (
+            &["70000", "127.0.0.1:5000"],
+            "bad local port 70000: expected a number from 0 to 65535 (0: any free port)".into(),
+        ),
+        (
+            &["256.0.0.1:5012"],
+            "bad address \"256.0.0.1:5012\": 256.0.0.1 is not an IPv4 address (four numbers \
+             from 0 to 255, such as 127.0.0.1)"
+                .into(),
+        ),
+        (
+            &["127.0.0.1:5011:1"],
+            "bad address \"127.0.0.1:5011:1\": expected ip:port, with a single colon".into(),
+        ),
+        (
+            &["no-such-host.invalid:5000"],
+            "bad address \"no-such-host.invalid:5000\": not an IPv4 address or a host name \
+             this machine can resolve"
+                .into(),
+        ),
+        (
+            &["127.0.0.1:5001", "5000"],
+            format!(
+                "bad local port \"127.0.0.1:5001\": expected a number from 0 to 65535 (0: any \
+                 free port){FIRST}"
+            ),
+        ),
+        (
+            &["127.0.0.1:5001", "127.0.0.1:5002"],
+            format!(
+                "bad local port \"127.0.0.1:5001\": expected a number from 0 to 65535 (0: any \
+                 free port){FIRST}"
+            ),
+        ),
+    ];
+    for (args, want) in cases {
+        let out = client_with(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), format!("client: error: {want}\n"), "{args:?}");
+    }
+}
+
+#[test]
+fn the_usage_names_one_servent() {
+    let out = client_with(&["--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("Usage: client [OPTIONS] [LOCAL_PORT] <IP:PORT>\n"),
+        "{help}"
+    );
+    let out = client_with(&["1", "127.0.0.1:5000", "127.0.0.1:5001"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "client: error: unexpected argument '127.0.0.1:5001' found\n"
+    );
+}
+
+#[test]
+fn lower_case_commands_and_help_are_understood() {
+    let dir = TempDir::new("client-help");
+    let s1 = servent(&dir, "s1", "k v\n", &[]);
+    let run = client(&s1, "q\nt\nhelp\n? k\n");
+    assert!(run.success, "{run:?}");
+    let err: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        err[..2],
+        [
+            "unknown command: \"q\": did you mean Q? (the commands are `? KEY`, `T`, `Q` and \
+             `help`)",
+            "unknown command: \"t\": did you mean T? (the commands are `? KEY`, `T`, `Q` and \
+             `help`)",
+        ],
+        "{run:?}"
+    );
+    assert_eq!(err[2], "commands:", "{run:?}");
+    assert!(err[3].starts_with("  ? KEY"), "{run:?}");
+    // `q` did not quit: the lookup after it is answered.
+    assert_eq!(run.lines(), [format!("v {}", s1.local())]);
+}
+
 #[test]
 fn an_unreachable_servent_is_a_runtime_error() {
     // A port just freed: nobody listens there.
@@ -116,7 +210,7 @@ fn mistyped_commands_say_what_is_wrong() {
             "? needs a key: ? KEY",
             "put a space between ? and the key: ? k",
             "the key is too long: 450 bytes, at most 400",
-            "unknown command: \"hello\" (the commands are `? KEY`, `T` and `Q`)",
+            "unknown command: \"hello\" (the commands are `? KEY`, `T`, `Q` and `help`)",
         ],
         "{run:?}"
     );

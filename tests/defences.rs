@@ -189,9 +189,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The `servent: exiting: ...` line.
+/// The `servent:PORT: exiting: ...` line.
 fn summary(log: &str) -> Option<&str> {
-    log.lines().find(|l| l.starts_with("servent: exiting: "))
+    log.lines()
+        .find(|l| l.starts_with("servent:") && l.contains(": exiting: "))
 }
 
 /// The number after `name ` in a summary line.
@@ -966,11 +967,14 @@ fn sigint_and_sigterm_exit_cleanly_with_a_summary() {
         let line = stop(&mut s, signal);
         assert_eq!(
             line,
-            "servent: exiting: frames in 2, frames out 0, answers sent 1 (lost 0), \
+            format!(
+                "servent:{}: exiting: frames in 2, frames out 0, answers sent 1 (lost 0), \
              duplicates dropped 0, protocol errors 0, connections accepted 1 (refused 0), \
              slow peers dropped 0",
+                s.port()
+            ),
             "{tag}"
         );
-        assert_eq!(s.log().matches("servent: exiting").count(), 1);
+        assert_eq!(s.log().matches(": exiting: ").count(), 1);
     }
 }

@@ -107,6 +107,57 @@ fn usage_errors_are_one_line_and_exit_2() {
     }
 }
 
+/// The messages a newcomer meets, word for word: the own port mistyped, an address or
+/// the file put first, ports out of range, addresses that are not ones.
+#[test]
+fn command_line_mistakes_say_what_is_wrong() {
+    const ORDER: &str = "servent PORT KEYVALUES_FILE [IP:PORT]...";
+    let first = format!("; the first argument is the servent's own port: {ORDER}");
+    let cases: [(&[&str], String); 7] = [
+        (
+            &["abc", "f"],
+            format!(
+                "bad port \"abc\": expected a number from 0 to 65535 (0: any free port){first}"
+            ),
+        ),
+        (
+            &["f", "5011"],
+            format!("bad port \"f\": expected a number from 0 to 65535 (0: any free port){first}"),
+        ),
+        (
+            &["127.0.0.1:5011", "f"],
+            format!(
+                "\"127.0.0.1:5011\" is an address, not a port: the servent's own port comes \
+                 first, its neighbours last: {ORDER}"
+            ),
+        ),
+        (
+            &["70000", "f"],
+            "bad port 70000: expected a number from 0 to 65535 (0: any free port)".into(),
+        ),
+        (
+            &["0", "f", "127.0.0.1:99999"],
+            "bad address \"127.0.0.1:99999\": bad port 99999: expected a number from 1 to \
+             65535"
+                .into(),
+        ),
+        (
+            &["0", "f", "256.0.0.1:5012"],
+            "bad address \"256.0.0.1:5012\": 256.0.0.1 is not an IPv4 address (four numbers \
+             from 0 to 255, such as 127.0.0.1)"
+                .into(),
+        ),
+        (
+            &["0", "f", "127.0.0.1:5011:1"],
+            "bad address \"127.0.0.1:5011:1\": expected ip:port, with a single colon".into(),
+        ),
+    ];
+    for (args, want) in cases {
+        let line = one_error_line(&run(args), 2, &format!("{args:?}"));
+        assert_eq!(line, format!("servent: error: {want}"), "{args:?}");
+    }
+}
+
 /// An address of this host other than loopback, if it has one with a route out.
 fn host_address() -> Option<Ipv4Addr> {
     let socket = UdpSocket::bind("0.0.0.0:0").ok()?;

@@ -259,11 +259,11 @@ impl Process {
             status_ok: status.is_some_and(|s| s.success()),
             summary: log
                 .lines()
-                .find(|l| l.starts_with("servent: exiting:"))
+                .find(|l| l.starts_with("servent:") && l.contains(": exiting:"))
                 .map(String::from),
             warnings: log
                 .lines()
-                .filter(|l| !l.starts_with("servent: exiting:"))
+                .filter(|l| !(l.starts_with("servent:") && l.contains(": exiting:")))
                 .map(String::from)
                 .collect(),
         })

@@ -22,6 +22,7 @@ use tp3kv::net;
     name = "client",
     version,
     about,
+    allow_missing_positional = true,
     after_help = "\
 Commands, one a line (typed, pasted or piped in; each runs in turn):
   ? KEY   look KEY up: every servent that holds it answers VALUE IP:PORT
@@ -40,10 +41,12 @@ and the editor's control codes go to the terminal, never to stdout.
 Exit status: 0 on success, 1 on a runtime error, 2 on a usage error."
 )]
 struct Args {
-    /// The servent, as ip:port; or, as in the assignment, `<local-port> <ip:port>` with
-    /// the port to receive answers on first.
-    #[arg(num_args = 1..=2, value_names = ["[LOCAL_PORT] IP:PORT"], required = true)]
-    args: Vec<String>,
+    /// The port to receive answers on (as in the assignment; default: any free port).
+    #[arg(value_name = "LOCAL_PORT")]
+    local_port: Option<String>,
+    /// The servent to ask, as ip:port (a host name resolves to its IPv4 address).
+    #[arg(value_name = "IP:PORT")]
+    servent: String,
     /// Seconds to wait for answers after a command or after the last answer.
     #[arg(long, value_name = "SECONDS", default_value_t = Seconds(client::DEFAULT_TIMEOUT))]
     timeout: Seconds,
@@ -78,17 +81,20 @@ fn main() {
 
 /// The command line's values, checked.
 fn check(args: &Args) -> Result<(u16, SocketAddrV4, Duration), Usage> {
-    let (port, servent) = match args.args.as_slice() {
-        [servent] => (0, servent),
-        [port, servent] => match port.parse::<u16>() {
-            Ok(port) => (port, servent),
-            Err(_) => {
+    let servent = &args.servent;
+    let port = match &args.local_port {
+        None => 0,
+        Some(port) => match cli::parse_port(port, "local port", 0) {
+            Ok(port) => port,
+            // Swapped, or two servents: say which comes first.
+            Err(why) if port.contains(':') => {
                 return Err(Usage(format!(
-                    "bad local port {port:?}: expected a number from 0 to 65535"
+                    "{why}; with two arguments the local port comes first, and there is \
+                     one servent: client [LOCAL_PORT] IP:PORT"
                 )))
             }
+            Err(why) => return Err(Usage(why)),
         },
-        _ => return Err(Usage("expected <ip:port> or <local-port> <ip:port>".into())),
     };
     let servent = net::resolve_v4(servent).map_err(Usage)?;
     Ok((port, servent, args.timeout.0))

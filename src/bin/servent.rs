@@ -44,14 +44,15 @@ use tp3kv::trace::Tracer;
 )]
 struct Args {
     /// Port to listen on (0: any free port; the chosen one is printed).
-    port: u16,
+    // Text, checked by [`check`], so its errors can say which argument comes first.
+    port: String,
     /// Key-value file: one `key value...` per line, `#` comments.
     #[arg(value_name = "KEYVALUES_FILE")]
     keyvalues: PathBuf,
     /// Neighbour servents to link to, as ip:port (they need not be running yet: each
     /// is dialled until it answers, and again whenever its link goes down).
-    #[arg(value_name = "IP:PORT", value_parser = net::resolve_v4)]
-    neighbours: Vec<SocketAddrV4>,
+    #[arg(value_name = "IP:PORT")]
+    neighbours: Vec<String>,
     /// Address to listen on. `::` listens on IPv6 too, where clients are refused
     /// with a log line: the wire format has no room for an IPv6 reply address.
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
@@ -121,21 +122,28 @@ const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 fn main() {
     let args: Args = cli::parse("servent");
-    if let Err(e) = check(&args) {
-        fail(cli::USAGE_ERROR, &e);
-    }
+    let (port, neighbours) = match check(&args) {
+        Ok(checked) => checked,
+        Err(e) => fail(cli::USAGE_ERROR, &e),
+    };
     // Everything the servent writes to stderr goes through the sink, so no write to
     // stderr ever blocks the loop (or the exit).
     let sink = match Sink::start(io::stderr(), logging::CAPACITY) {
         Ok(sink) => sink,
         Err(e) => fail(cli::RUNTIME_ERROR, &format!("cannot start logging: {e}")),
     };
-    let outcome = run(args, &sink);
+    let outcome = run(args, port, neighbours, &sink);
     let failed = outcome.is_err();
+    // Named by its port, as its log lines are, so the summaries of a whole topology
+    // can share one terminal.
+    let me = match PORT.load(Ordering::Relaxed) {
+        0 => "servent".to_string(),
+        port => format!("servent:{port}"),
+    };
     let line = match outcome {
         Ok(summary) => match sink.dropped() {
-            0 => format!("servent: exiting: {summary}\n"),
-            n => format!("servent: exiting: {summary}, log lines dropped {n}\n"),
+            0 => format!("{me}: exiting: {summary}\n"),
+            n => format!("{me}: exiting: {summary}, log lines dropped {n}\n"),
         },
         Err(e) => format!("servent: error: {e:#}\n"),
     };
@@ -151,19 +159,44 @@ fn fail(status: i32, what: &str) -> ! {
     cli::fail("servent", status, what)
 }
 
-/// What clap cannot see: a servent named as its own neighbour. Its port must be
-/// given, not chosen by the system.
-fn check(args: &Args) -> Result<(), String> {
-    for &neighbour in &args.neighbours {
-        if is_self(neighbour, args.listen_ip, args.port, args.advertise) {
+/// The servent's own port and its neighbours, checked, with what clap cannot see: the
+/// arguments in the wrong order, and a servent named as its own neighbour (which takes
+/// a port given, not chosen by the system).
+fn check(args: &Args) -> Result<(u16, Vec<SocketAddrV4>), String> {
+    let port = own_port(&args.port)?;
+    let neighbours = args
+        .neighbours
+        .iter()
+        .map(|text| net::resolve_v4(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    for &neighbour in &neighbours {
+        if is_self(neighbour, args.listen_ip, port, args.advertise) {
             return Err(format!(
                 "neighbour {neighbour} is this servent itself (it listens on {}): a \
                  servent cannot be its own neighbour",
-                SocketAddr::new(args.listen_ip, args.port)
+                SocketAddr::new(args.listen_ip, port)
             ));
         }
     }
-    Ok(())
+    Ok((port, neighbours))
+}
+
+/// The first argument, the servent's own port; its error says so, as the usual
+/// mistakes are a neighbour's address or the file put first.
+fn own_port(text: &str) -> Result<u16, String> {
+    const ORDER: &str = "servent PORT KEYVALUES_FILE [IP:PORT]...";
+    cli::parse_port(text, "port", 0).map_err(|why| {
+        if text.contains(':') {
+            format!(
+                "{text:?} is an address, not a port: the servent's own port comes first, \
+                 its neighbours last: {ORDER}"
+            )
+        } else if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+            why
+        } else {
+            format!("{why}; the first argument is the servent's own port: {ORDER}")
+        }
+    })
 }
 
 /// Whether a connection to `neighbour` would reach this servent's own listener:
@@ -215,7 +248,7 @@ fn bind_message(e: &BindError) -> String {
     format!("cannot listen on {}: {why}", e.addr)
 }
 
-fn run(args: Args, sink: &Sink) -> Result<String> {
+fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Result<String> {
     let config = Config {
         seen_lifetime: args.seen_lifetime.0,
         seen_capacity: args.seen_capacity,
@@ -237,7 +270,7 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
     let store = load(&args.keyvalues)
         .with_context(|| format!("cannot load {}", args.keyvalues.display()))?;
     // The error says its cause itself: its chain would repeat it.
-    let listener = net::listen(SocketAddr::new(args.listen_ip, args.port))
+    let listener = net::listen(SocketAddr::new(args.listen_ip, port))
         .map_err(|e| anyhow::Error::msg(bind_message(&e)))?;
     let local = listener.local_addr()?;
     PORT.store(local.port(), Ordering::Relaxed);
@@ -263,14 +296,17 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
 
     // Every connection is a descriptor: make room for the limits, or share the room
     // there is between links and answers.
-    let neighbours = args.neighbours.len();
-    let wanted = budget::wanted(options.max_connections, options.max_answers, neighbours);
+    let wanted = budget::wanted(
+        options.max_connections,
+        options.max_answers,
+        neighbours.len(),
+    );
     let limit = net::raise_fd_limit(wanted).context("cannot read the descriptor limit")?;
     let split = budget::split(
         limit,
         options.max_connections,
         options.max_answers,
-        neighbours,
+        neighbours.len(),
     )?;
     if (split.connections, split.answers) != (options.max_connections, options.max_answers) {
         warn!(
@@ -289,7 +325,7 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
         info!("listening on {local} (not printed: stdout: {e})");
     }
     drop(stdout);
-    let named: Vec<String> = args.neighbours.iter().map(|n| n.to_string()).collect();
+    let named: Vec<String> = neighbours.iter().map(|n| n.to_string()).collect();
     info!(
         "{} keys from {} ({} KiB in memory); neighbours: {}",
         store.len(),
@@ -302,7 +338,7 @@ fn run(args: Args, sink: &Sink) -> Result<String> {
         }
     );
     let servent = Servent::new(store, local.port(), config);
-    let mut driver = Driver::new(listener, servent, args.neighbours, options)?;
+    let mut driver = Driver::new(listener, servent, neighbours, options)?;
     if let Some(tracer) = tracer {
         driver.trace_to(tracer);
     }

@@ -12,11 +12,20 @@ pub enum Command {
     Topology,
     /// `Q`: quit.
     Quit,
+    /// `help` (or `h`): the list of commands, [`HELP`], is what to show.
+    Help,
     /// A blank line: nothing to do.
     Nothing,
     /// Anything else, with what is wrong with it (one line, for the user).
     Invalid(String),
 }
+
+/// What `help` shows: the commands, one a line.
+pub const HELP: &str = "\
+commands:
+  ? KEY   look KEY up: every servent that holds it answers VALUE IP:PORT
+  T       ask for the topology: every servent reached answers with its path
+  Q       quit (so does Ctrl-D)";
 
 fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
@@ -30,11 +39,20 @@ pub fn parse(line: &str) -> Command {
         "" => return Command::Nothing,
         "T" => return Command::Topology,
         "Q" => return Command::Quit,
+        "help" | "HELP" | "Help" | "h" | "H" | "-h" | "--help" => return Command::Help,
         _ => {}
     }
     let Some(rest) = trimmed.strip_prefix('?') else {
+        // The assignment's commands are upper case; a lower-case one is most likely
+        // meant as it, but is not run unasked: `q` must not quit by surprise.
+        let hint = match trimmed {
+            "q" | "quit" | "exit" => ": did you mean Q?".to_string(),
+            "t" => ": did you mean T?".to_string(),
+            _ => String::new(),
+        };
         return Command::Invalid(format!(
-            "unknown command: {trimmed:?} (the commands are `? KEY`, `T` and `Q`)"
+            "unknown command: {trimmed:?}{hint} (the commands are `? KEY`, `T`, `Q` and \
+             `help`)"
         ));
     };
     let key = rest.trim_matches(is_blank);
@@ -81,6 +99,14 @@ mod tests {
         );
         assert!(invalid("? a b").contains("single word"));
         assert!(invalid("hello").starts_with("unknown command: \"hello\""));
+        assert_eq!(
+            invalid("q"),
+            "unknown command: \"q\": did you mean Q? (the commands are `? KEY`, `T`, `Q` \
+             and `help`)"
+        );
+        assert!(invalid(" t ").starts_with("unknown command: \"t\": did you mean T?"));
+        assert!(invalid("quit").contains(": did you mean Q?"));
+        assert!(!invalid("hello").contains("did you mean"));
         // A control character in a command is shown escaped, never as is.
         assert!(invalid("x\u{1b}[2J").contains("\\u{1b}[2J"));
     }
@@ -92,6 +118,9 @@ mod tests {
         assert_eq!(parse("T\n"), Command::Topology);
         assert_eq!(parse("Q"), Command::Quit);
         assert_eq!(parse("  T  "), Command::Topology);
+        for line in ["help", "h", "H", " help \n"] {
+            assert_eq!(parse(line), Command::Help, "{line:?}");
+        }
     }
 
     #[test]

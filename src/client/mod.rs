@@ -261,6 +261,10 @@ impl Client {
             let request = match command::parse(&line) {
                 Command::Quit => return Ok(()),
                 Command::Nothing => continue,
+                Command::Help => {
+                    writeln!(err, "{}", command::HELP)?;
+                    continue;
+                }
                 Command::Invalid(why) => {
                     writeln!(err, "{why}")?;
                     continue;

@@ -3,7 +3,7 @@
 //! signal dispositions.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 
 use mio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -103,20 +103,42 @@ pub fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
 }
 
 /// Resolves `host:port` to an IPv4 address with a non-zero port (the wire format has
-/// no room for IPv6). The error is one line naming the text.
+/// no room for IPv6). The error is one line naming the text and what is wrong with it,
+/// in plain words rather than the resolver's.
 pub fn resolve_v4(text: &str) -> Result<SocketAddrV4, String> {
     let bad = |why: &str| format!("bad address {text:?}: {why}");
-    if !text.contains(':') {
+    let Some((host, port)) = text.rsplit_once(':') else {
         return Err(bad("expected ip:port"));
+    };
+    if host.contains(':') || host.starts_with('[') {
+        let v6 = host.trim_start_matches('[').trim_end_matches(']');
+        return Err(bad(if v6.parse::<Ipv6Addr>().is_ok() {
+            "an IPv6 address; the protocol carries IPv4 addresses only"
+        } else {
+            "expected ip:port, with a single colon"
+        }));
     }
-    let addrs = text.to_socket_addrs().map_err(|e| bad(&e.to_string()))?;
-    addrs
-        .filter_map(|a| match a {
+    if host.is_empty() {
+        return Err(bad("expected ip:port, with the ip before the colon"));
+    }
+    let port = crate::cli::parse_port(port, "port", 1).map_err(|why| bad(&why))?;
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(SocketAddrV4::new(ip, port));
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad(&format!(
+            "{host} is not an IPv4 address (four numbers from 0 to 255, such as 127.0.0.1)"
+        )));
+    }
+    let unresolved = || bad("not an IPv4 address or a host name this machine can resolve");
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|_| unresolved())?
+        .find_map(|a| match a {
             SocketAddr::V4(v4) => Some(v4),
             SocketAddr::V6(_) => None,
         })
-        .find(|a| a.port() != 0)
-        .ok_or_else(|| bad("no IPv4 address with a non-zero port"))
+        .ok_or_else(|| bad(&format!("{host} has no IPv4 address")))
 }
 
 /// Raises the soft limit on open descriptors towards `wanted` (never above the hard
@@ -158,5 +180,52 @@ pub fn unmap(addr: SocketAddr) -> SocketAddr {
             None => addr,
         },
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_v4;
+
+    #[test]
+    fn addresses_are_resolved_or_say_what_is_wrong() {
+        assert_eq!(
+            resolve_v4("127.0.0.1:5001").unwrap().to_string(),
+            "127.0.0.1:5001"
+        );
+        assert_eq!(
+            resolve_v4("localhost:5001").unwrap().to_string(),
+            "127.0.0.1:5001"
+        );
+        let error = |text: &str| resolve_v4(text).unwrap_err();
+        assert_eq!(error("5001"), "bad address \"5001\": expected ip:port");
+        assert_eq!(
+            error("127.0.0.1:99999"),
+            "bad address \"127.0.0.1:99999\": bad port 99999: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            error("127.0.0.1:0"),
+            "bad address \"127.0.0.1:0\": bad port 0: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            error("127.0.0.1:x"),
+            "bad address \"127.0.0.1:x\": bad port \"x\": expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            error("256.0.0.1:5012"),
+            "bad address \"256.0.0.1:5012\": 256.0.0.1 is not an IPv4 address (four numbers \
+             from 0 to 255, such as 127.0.0.1)"
+        );
+        assert_eq!(
+            error("127.0.0.1:5011:1"),
+            "bad address \"127.0.0.1:5011:1\": expected ip:port, with a single colon"
+        );
+        assert!(error("[::1]:5000").contains("IPv6"));
+        assert_eq!(
+            error("no-such-host.invalid:5000"),
+            "bad address \"no-such-host.invalid:5000\": not an IPv4 address or a host name \
+             this machine can resolve"
+        );
+        assert!(error(":5000").contains("expected ip:port"));
     }
 }
