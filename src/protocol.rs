@@ -322,7 +322,16 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::UnknownType(t) => write!(f, "unknown frame type {t}"),
+            DecodeError::UnknownType(t) => {
+                // Shown as the bytes came, and as text when they are printable: another
+                // protocol's first bytes (`HT` of HTTP) say what the peer is.
+                write!(f, "unknown frame type 0x{t:04x}")?;
+                let [a, b] = t.to_be_bytes();
+                if [a, b].iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+                    write!(f, " (\"{}{}\")", a as char, b as char)?;
+                }
+                write!(f, ": not a tp3kv servent or client?")
+            }
             DecodeError::TooLong { kind, len } => {
                 write!(
                     f,
@@ -625,6 +634,18 @@ mod tests {
         // Unknown type from two bytes.
         assert_eq!(decode(&[0, 0]), Err(DecodeError::UnknownType(0)));
         assert_eq!(decode(&[0]), Ok(None));
+    }
+
+    #[test]
+    fn an_unknown_type_shows_its_bytes() {
+        assert_eq!(
+            DecodeError::UnknownType(0x4854).to_string(),
+            "unknown frame type 0x4854 (\"HT\"): not a tp3kv servent or client?"
+        );
+        assert_eq!(
+            DecodeError::UnknownType(10).to_string(),
+            "unknown frame type 0x000a: not a tp3kv servent or client?"
+        );
     }
 
     #[test]

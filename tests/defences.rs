@@ -258,11 +258,11 @@ fn closed_for(s: &Node, bytes: &[u8], reason: &str) {
 fn garbage_bytes_close_the_connection() {
     let dir = TempDir::new("def-garbage");
     let s = servent(&dir, "s", STORE, &[]);
-    // "GE" is type 0x4745 = 18245.
+    // "GE" is type 0x4745, shown with its bytes as text.
     closed_for(
         &s,
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00\x01\x02",
-        "protocol error: unknown frame type 18245",
+        "protocol error: unknown frame type 0x4745 (\"GE\"): not a tp3kv servent or client?",
     );
 }
 
@@ -272,7 +272,11 @@ fn unknown_frame_type_closes_the_connection() {
     let s = servent(&dir, "s", STORE, &[]);
     let mut bytes = Frame::Id { port: 0 }.to_bytes();
     bytes.extend_from_slice(&[0x00, 0x0a, 0, 0, 0, 1]);
-    closed_for(&s, &bytes, "protocol error: unknown frame type 10");
+    closed_for(
+        &s,
+        &bytes,
+        "protocol error: unknown frame type 0x000a: not a tp3kv servent or client?",
+    );
 }
 
 #[test]

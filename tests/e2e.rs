@@ -404,7 +404,7 @@ fn hostile_bytes_close_only_their_connection() {
     }
     wait_for("the protocol errors in the log", || {
         let log = s1.log();
-        log.contains("unknown frame type 3")
+        log.contains("unknown frame type 0x0003")
             && log.contains("over the limit of 400")
             && log.contains("KEYREQ is not allowed")
     });

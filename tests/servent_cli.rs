@@ -435,3 +435,41 @@ fn a_neighbour_that_hangs_up_at_once_is_re_dialled_with_back_off() {
         a.log()
     );
 }
+
+/// A neighbour that is not a servent (here, an HTTP server's reply) is named so in the
+/// log, with its first bytes; it is re-dialled ever more slowly, and its links coming
+/// up are said once at the default level, not at every re-dial.
+#[test]
+fn a_neighbour_that_is_not_a_servent_is_named_so_and_re_dialled_slowly() {
+    let dir = TempDir::new("cli-http");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let a = servent_towards(&dir, "a", &target, None);
+    let mut accepted = 0;
+    let mut first = None;
+    // Kept open: the servent is the one to close them, for what they sent.
+    let mut held = Vec::new();
+    while first.is_none_or(|at: std::time::Instant| at.elapsed() < Duration::from_secs(2)) {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                use std::io::Write;
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                held.push(stream);
+                accepted += 1;
+                first.get_or_insert_with(std::time::Instant::now);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let why = "unknown frame type 0x4854 (\"HT\"): not a tp3kv servent or client?";
+    wait_for("the protocol error in the log", || a.log().contains(why));
+    let log = a.log();
+    assert!(
+        (1..=8).contains(&accepted),
+        "{accepted} links in 2 s:\n{log}"
+    );
+    assert!(lines_with(&log, why).len() <= accepted, "{log}");
+    let connected = lines_with(&log, &format!("connected to neighbour {target}"));
+    assert_eq!(connected.len(), 1, "{log}");
+}

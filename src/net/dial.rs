@@ -26,7 +26,8 @@ impl Driver {
         let neighbour = &mut self.neighbours[index];
         neighbour.conn = None;
         if let Some(since) = neighbour.linked_at.take() {
-            if since.elapsed() >= LASTING_LINK {
+            neighbour.flapping = since.elapsed() < LASTING_LINK;
+            if !neighbour.flapping {
                 neighbour.backoff = self.options.redial_min;
             }
         }
@@ -79,6 +80,11 @@ impl Driver {
                                 link.0,
                                 since.elapsed().as_secs()
                             ),
+                            // Its last link was closed at once (each close is a
+                            // line of its own, throttled): one line per re-dial is enough.
+                            None if neighbour.flapping => {
+                                debug!("link {}: connected to neighbour {addr} again", link.0)
+                            }
                             None => info!("link {}: connected to neighbour {addr}", link.0),
                         }
                     }

@@ -148,6 +148,9 @@ struct Neighbour {
     /// after a link that lasted (`dial::LASTING_LINK`), so a neighbour that accepts and closes at once is
     /// re-dialled (and logged) ever more slowly, not ten times a second.
     linked_at: Option<Instant>,
+    /// Whether its last link lasted less than `dial::LASTING_LINK` (it hangs up, or is
+    /// not a servent): its next link coming up is a debug line, not one a re-dial.
+    flapping: bool,
 }
 
 #[derive(Debug)]
@@ -285,6 +288,7 @@ impl Driver {
                 backoff: options.redial_min,
                 unreachable_since: None,
                 linked_at: None,
+                flapping: false,
             })
             .collect();
         Ok(Driver {
