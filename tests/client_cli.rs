@@ -176,6 +176,43 @@ fn lower_case_commands_and_help_are_understood() {
     assert_eq!(run.lines(), [format!("v {}", s1.local())]);
 }
 
+/// A "servent" that accepts and hangs up at once (one at its connection limit does):
+/// the client says so and exits 1, rather than `no answer received` and 0.
+#[test]
+fn a_servent_that_closes_the_connection_is_a_runtime_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    for input in ["? k\n", "? k\nT\n", "T"] {
+        let mut child = Command::new(CLIENT)
+            .args(["--timeout", "30", &addr])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        // Well before the 30 s window would close: the close is noticed as it comes.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{input:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("client: error: servent {addr} closed the connection\n"),
+            "{input:?}"
+        );
+        assert!(out.stdout.is_empty(), "{input:?}");
+    }
+}
+
 #[test]
 fn an_unreachable_servent_is_a_runtime_error() {
     // A port just freed: nobody listens there.

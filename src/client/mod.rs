@@ -35,8 +35,11 @@ pub use window::{AnswerWindow, Verdict};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 
 const LISTENER: Token = Token(0);
-/// The Ctrl-C pipe ([`Client::stop_waits_on`]); reply connections count up from 2.
+/// The Ctrl-C pipe ([`Client::stop_waits_on`]).
 const INTERRUPT: Token = Token(1);
+/// The connection to the servent, watched while waiting: a servent never writes to its
+/// clients, so readable means it has closed. Reply connections count up from 3.
+const SERVENT: Token = Token(2);
 
 /// Why the client stopped or could not start.
 #[derive(Debug)]
@@ -123,6 +126,8 @@ impl<R: BufRead> LineSource for Lines<R> {
 /// A connected client.
 pub struct Client {
     servent: TcpStream,
+    /// `servent`, registered with `poll` ([`SERVENT`]).
+    _servent_watch: mio::net::TcpStream,
     servent_addr: SocketAddrV4,
     poll: Poll,
     listener: TcpListener,
@@ -174,14 +179,20 @@ impl Client {
         servent
             .write_all(&Frame::Id { port: reply_port }.to_bytes())
             .map_err(connect_error)?;
+        // A second descriptor of the same connection, for the poll only: reads and
+        // writes stay on the blocking `servent`.
+        let mut servent_watch = mio::net::TcpStream::from_std(servent.try_clone()?);
+        poll.registry()
+            .register(&mut servent_watch, SERVENT, Interest::READABLE)?;
         Ok(Client {
             servent,
+            _servent_watch: servent_watch,
             servent_addr,
             poll,
             listener,
             reply_port,
             replies: HashMap::new(),
-            next_token: 2,
+            next_token: 3,
             next_seq: first_seq,
             timeout,
             draw_trees: false,
@@ -361,6 +372,12 @@ impl Client {
                     let tokens = match event.token() {
                         INTERRUPT => {
                             stopped = self.take_interrupt();
+                            continue;
+                        }
+                        // Its answers may be on their way, but the next command could
+                        // not be sent: say so now rather than after the wait.
+                        SERVENT => {
+                            self.check_servent_alive()?;
                             continue;
                         }
                         LISTENER => self.accept_replies(&mut screen)?,
