@@ -319,7 +319,11 @@ fn start_up_errors_are_one_clear_line() {
         &["0", good, "nonsense"],
         "bad address \"nonsense\"",
     );
-    fails(SERVENT, &["0", good, "127.0.0.1:0"], "non-zero port");
+    fails(
+        SERVENT,
+        &["0", good, "127.0.0.1:0"],
+        "bad port 0: expected a number from 1 to 65535",
+    );
     // A port in use is refused, even though answers share the listening port.
     let s1 = servent(&dir, "s1", "k v\n", &[]);
     fails(SERVENT, &[&s1.port().to_string(), good], "already in use");
@@ -357,7 +361,8 @@ fn client_reports_a_servent_that_went_away() {
     });
     s1.kill();
     std::thread::sleep(Duration::from_millis(700));
-    writeln!(stdin, "? k").unwrap();
+    // The client may have seen the close already, while waiting, and be gone.
+    let _ = writeln!(stdin, "? k");
     drop(stdin);
     let mut stderr = String::new();
     child
