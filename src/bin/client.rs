@@ -29,6 +29,7 @@ Commands, one a line (typed, pasted or piped in; each runs in turn):
   T       ask for the topology: every servent reached answers with the path
           (servents' ip:port, in order) the query took to reach it
   Q       quit; so does the end of input (Ctrl-D at a terminal)
+  help    list these commands
 
 Answers go to stdout, one a line; notes (no answer received, unknown commands) to
 stderr. Control characters in values (tabs aside) are shown escaped (\\n, \\0,
@@ -123,7 +124,7 @@ fn run(args: &Args, reply_port: u16, servent: SocketAddrV4, timeout: Duration) -
     let outcome = if interactive {
         let _ = writeln!(
             err,
-            "connected to {servent}; answers come to port {}. `? KEY`, `T`, `Q`.",
+            "connected to {servent}; answers come to port {}. `? KEY`, `T`, `Q`, `help`.",
             client.reply_port()
         );
         client.run(&mut Terminal::new()?, &mut out, &mut err)
