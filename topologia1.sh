@@ -40,14 +40,14 @@ for s in s1 s2 s3 s4; do wait_links $s 2; done
 echo "all links up: s1=$(addr s1) s2=$(addr s2) s3=$(addr s3) s4=$(addr s4)"
 echo
 
-ask far s1 "? rtmp"
+ask rtmp s1 "? rtmp"
 ask motd s1 "? motd"
-ask topo s1 "T"
-ask unknown s1 "? xyzzy"
+ask topology s1 "T"
+ask xyzzy s1 "? xyzzy"
 
 echo
 echo "checks:"
-expect_answers far "? rtmp: exactly one answer, from s4" \
+expect_answers rtmp "? rtmp: exactly one answer, from s4" \
     "$(answer $DATA/s4.kv rtmp s4)"
 
 # s4's story for that query, found by its id (client ip:port#seq) in s1's trace.
@@ -89,7 +89,7 @@ expect_answers motd "? motd: one answer from each of s1, s2, s4, none from s3" \
 # T: each servent answers with the path from s1 to itself. s4 is reached through
 # s2 or s3, whichever copy came first; both are correct.
 A1=$(addr s1) A2=$(addr s2) A3=$(addr s3) A4=$(addr s4)
-TOPO=$WORK/topo.out
+TOPO=$WORK/topology.out
 check "T: 4 answers (got $(wc -l <"$TOPO"))" same "$(wc -l <"$TOPO")" 4
 check "T: s1 answers '$A1'" grep -Fqx "$A1 $A1" "$TOPO"
 check "T: s2 answers 's1 s2'" grep -Fqx "$A1 $A2 $A2" "$TOPO"
@@ -97,9 +97,9 @@ check "T: s3 answers 's1 s3'" grep -Fqx "$A1 $A3 $A3" "$TOPO"
 check "T: s4 answers 's1 s2 s4' or 's1 s3 s4'" \
     grep -Fqx -e "$A1 $A2 $A4 $A4" -e "$A1 $A3 $A4 $A4" "$TOPO"
 
-expect_answers unknown "? xyzzy: no answer"
+expect_answers xyzzy "? xyzzy: no answer"
 check "? xyzzy: the client says 'no answer received'" \
-    grep -q "no answer received" "$WORK/unknown.err"
+    grep -q "no answer received" "$WORK/xyzzy.err"
 
 # The traces tell the same story: flood-view's headline for the rtmp query.
 line=$(flood_view --query "$id" | head -n 1)

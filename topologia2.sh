@@ -43,7 +43,7 @@ echo
 
 ask ntp s1 "? ntp"
 ask gopher s1 "? gopher"
-ask topo s1 "T"
+ask topology s1 "T"
 ask http s1 "? http"
 
 echo
@@ -74,7 +74,7 @@ for s in s1 s2 s3 s4 s5; do
     path="${path:+$path }$(addr $s)"
     want+=("$path $(addr $s)")
 done
-expect_answers topo "T: exactly 5 answers, s1..s5, each with its path from s1" "${want[@]}"
+expect_answers topology "T: exactly 5 answers, s1..s5, each with its path from s1" "${want[@]}"
 
 expect_answers http "? http: answers from s1, s3, s5; none from s6" \
     "$(answer $DATA/s1.kv http s1)" \

@@ -36,9 +36,11 @@ Environment:
   TIMEOUT=S         the client's --timeout, seconds (default 1)
   START_TIMEOUT=S   how long to wait for a servent to listen or its links (default 10)
   RUST_LOG=FILTER   the servents' log level (default debug)
-  KEEP_LOGS=1       keep the run's temp dir (each servent's log and stdout, each
-                    client run's output) and print where it is; it is kept anyway
-                    after a FAIL
+  KEEP_LOGS=1       keep the run's temp dir and print where it is; it is kept
+                    anyway after a FAIL. It holds each servent's log and stdout
+                    (s1.log, s1.out, ...) and each client run's stdout and stderr,
+                    named after its command: "? KEY" in KEY.out and KEY.err
+                    ("? rtmp": rtmp.out), "T" in topology.out and topology.err
   TRACES=DIR        where the servents' traces and the pictures go (default
                     <target dir>/traces/${SCRIPT%.sh})
   CARGO_TARGET_DIR  cargo's target dir: the binaries are taken from its release/
@@ -116,8 +118,13 @@ reserve_port() {
     read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
     (( low > 11024 )) || low=32768
     # Shared by every user of the machine (sticky, like /tmp); if another user's older
-    # run made it private, this user's own.
+    # run made it private, this user's own. One this user made private (older versions
+    # of these scripts created it 0755) is opened up for the others.
     mkdir -p -m 1777 "$PORT_LOCKS" 2>/dev/null || true
+    if [[ -d $PORT_LOCKS && -O $PORT_LOCKS && ! -L $PORT_LOCKS &&
+        $(stat -c %a "$PORT_LOCKS" 2>/dev/null) != 1777 ]]; then
+        chmod 1777 "$PORT_LOCKS" 2>/dev/null || true
+    fi
     if [[ ! -w $PORT_LOCKS ]]; then
         PORT_LOCKS=$PORT_LOCKS-$(id -u)
         mkdir -p "$PORT_LOCKS" || die "cannot create $PORT_LOCKS for port reservations"
@@ -200,7 +207,8 @@ wait_links() {
 
 # ask STEP NAME COMMAND...: run a client on servent NAME with these commands (one per
 # line), keep its stdout in $WORK/STEP.out and stderr in $WORK/STEP.err, and print
-# the exchange; each answer is tagged with the servent its IP:PORT belongs to.
+# the exchange; each answer is tagged with the servent its IP:PORT belongs to. STEP
+# is the key asked for (`? rtmp`: rtmp), or `topology` for `T`, as --help says.
 ask() {
     local step=$1 name=$2 line cmd rc=0
     shift 2
@@ -266,18 +274,29 @@ flood_view() {
 
 # show_floods: every query of the run drawn from the traces, and where they are kept;
 # floods.dot beside them (and floods.svg, if Graphviz is installed), and one picture
-# per query in queries/.
+# per query in queries/. The closing lines say where the picture is, or, without
+# Graphviz, how to draw it.
 show_floods() {
     echo
     echo "floods, as the servents' traces tell them (flood-view $TRACES/*.jsonl):"
     flood_view | sed 's/^./  &/'
     flood_view --dot >"$TRACES/floods.dot"
     flood_view --split "$TRACES/queries" >/dev/null
+    rm -f "$TRACES/floods.svg"
     if command -v dot >/dev/null; then
-        dot -Tsvg "$TRACES/floods.dot" >"$TRACES/floods.svg" 2>/dev/null || true
+        dot -Tsvg "$TRACES/floods.dot" >"$TRACES/floods.svg" 2>/dev/null ||
+            rm -f "$TRACES/floods.svg"
     fi
-    echo "  (traces kept in $TRACES; the same as Graphviz digraphs in floods.dot, and one"
-    echo "  per query in queries/: dot -Tsvg $TRACES/floods.dot > floods.svg)"
+    echo "  traces kept in $TRACES/"
+    echo "  with floods.dot (every query, a Graphviz digraph) and queries/ (one per query);"
+    if [[ -s $TRACES/floods.svg ]]; then
+        echo "  the picture: $TRACES/floods.svg"
+    elif command -v dot >/dev/null; then
+        echo "  no floods.svg: Graphviz's dot failed on floods.dot"
+    else
+        echo "  no floods.svg, as Graphviz's dot is not installed; with it, draw them with"
+        echo "  dot -Tsvg $TRACES/floods.dot > floods.svg"
+    fi
 }
 
 # Checks: print ok/FAIL lines and remember failures for the verdict.

@@ -1,6 +1,7 @@
 //! The topology scripts as a newcomer runs them: `--help` (which says what KEEP_LOGS
-//! does) rather than a run, a usage error for anything else, and the binaries taken
-//! from cargo's target dir wherever CARGO_TARGET_DIR puts it.
+//! does) rather than a run, a usage error for anything else, the binaries taken from
+//! cargo's target dir wherever CARGO_TARGET_DIR puts it, the kept files named after
+//! their queries, and a port-lock dir every user can share.
 
 mod common;
 
@@ -87,11 +88,16 @@ fn the_binaries_come_from_cargos_target_dir() {
         .arg("--no-build")
         .env("CARGO_TARGET_DIR", &target.0)
         .env_remove("TRACES")
-        .env_remove("KEEP_LOGS")
+        .env("KEEP_LOGS", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // KEEP_LOGS=1 kept the run's temp dir: removed when this test ends.
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("logs kept in "))
+        .map(|dir| TempDir(PathBuf::from(dir)));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(&format!(
@@ -100,9 +106,36 @@ fn the_binaries_come_from_cargos_target_dir() {
         )),
         "{stdout}"
     );
-    assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "PASS"), "{stdout}");
+    // Each client run's output is named after its command, as --help says.
+    let kept = kept.unwrap_or_else(|| panic!("KEEP_LOGS=1 named no directory:\n{stdout}"));
+    for file in [
+        "s1.log",
+        "s4.out",
+        "rtmp.out",
+        "motd.err",
+        "topology.out",
+        "xyzzy.err",
+    ] {
+        assert!(kept.0.join(file).is_file(), "no {file} in {:?}", kept.0);
+    }
     // The traces went to the same target dir, and the pictures name s1..s4.
     let traces = target.0.join("traces/topologia1");
+    // The closing lines say where the picture is, or how to draw it without Graphviz.
+    let svg = traces.join("floods.svg");
+    if Command::new("dot").arg("-V").output().is_ok() {
+        assert!(
+            stdout.contains(&format!("the picture: {}", svg.display())),
+            "{stdout}"
+        );
+        assert!(std::fs::metadata(&svg).unwrap().len() > 0);
+    } else {
+        assert!(
+            stdout.contains("no floods.svg, as Graphviz's dot is not installed"),
+            "{stdout}"
+        );
+        assert!(!svg.exists());
+    }
     let picture = std::fs::read_to_string(traces.join("floods.dot")).unwrap();
     for s in 1..=4 {
         assert!(
@@ -130,4 +163,30 @@ fn the_binaries_come_from_cargos_target_dir() {
         )),
         "{stdout}"
     );
+}
+
+/// The port-lock dir is shared by every user: one this user left private (an older
+/// script made it 0755) is opened up, sticky like /tmp, when a port is reserved.
+#[test]
+fn a_private_port_lock_dir_of_ours_is_opened_to_everyone() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("scripts-locks");
+    let locks = tmp.0.join("tp3kv-port-locks");
+    std::fs::create_dir(&locks).unwrap();
+    std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("source scripts/lib.sh && reserve_port P && echo \"port $P\"")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TMPDIR", &tmp.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("port "), "{stdout}");
+    let mode = std::fs::metadata(&locks).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "{mode:o}");
+    // The reservation was released when the shell ended.
+    assert_eq!(std::fs::read_dir(&locks).unwrap().count(), 0);
 }
