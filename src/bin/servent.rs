@@ -28,7 +28,8 @@ use tp3kv::trace::Tracer;
 /// A servent holds the keys and values of a file, listens for clients and neighbour
 /// servents, and keeps a TCP link to every neighbour named on its command line. A
 /// client's query (KEYREQ, TOPOREQ) is flooded to the neighbours (KEYFLOOD,
-/// TOPOFLOOD) up to 3 hops further; every servent that holds the key answers the
+/// TOPOFLOOD) up to 4 hops beyond this servent (TTL 3, one less at each hop, not
+/// passed on once it is 0); every servent that holds the key answers the
 /// client directly, on a connection of its own (RESP).
 ///
 /// It prints `listening on IP:PORT` on stdout once it listens, and logs to stderr
@@ -46,7 +47,8 @@ struct Args {
     /// Port to listen on (0: any free port; the chosen one is printed).
     // Text, checked by [`check`], so its errors can say which argument comes first.
     port: String,
-    /// Key-value file: one `key value...` per line, `#` comments.
+    /// Key-value file: one `key value...` per line; a line whose first non-blank
+    /// character is `#` is a comment, a `#` inside a value is part of the value.
     #[arg(value_name = "KEYVALUES_FILE")]
     keyvalues: PathBuf,
     /// Neighbour servents to link to, as ip:port (they need not be running yet: each
