@@ -13,13 +13,13 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use log::{info, warn, Level, LevelFilter, Log, Record};
 
 use tp3kv::cli::{self, Seconds};
 use tp3kv::logging::{self, Sink};
 use tp3kv::net::{self, budget, BindError, Driver, Options};
-use tp3kv::servent::{Config, Servent};
+use tp3kv::servent::{Config, Servent, TtlRule};
 use tp3kv::store::{Store, StoreError};
 use tp3kv::trace::Tracer;
 
@@ -63,6 +63,11 @@ struct Args {
     /// in floods for clients on loopback (default: the address each link shows).
     #[arg(long, value_name = "IP")]
     advertise: Option<Ipv4Addr>,
+    /// When a flood stops: `seed` forwards a TTL t with t-1 while t > 0, so a query
+    /// reaches servents up to 4 hops from the one asked; `2019`, the 2019
+    /// assignment's rule, forwards t-1 only if t-1 > 0 (3 hops). No frame differs.
+    #[arg(long, value_name = "RULE", value_enum, default_value_t = TtlRuleArg::Seed)]
+    ttl_rule: TtlRuleArg,
     /// Seconds a handled query is remembered, to drop its later copies.
     #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Config::default().seen_lifetime))]
     seen_lifetime: Seconds,
@@ -104,6 +109,25 @@ struct Args {
     /// or dropped. `flood-view` draws the floods in the traces of several servents.
     #[arg(long, value_name = "PATH")]
     trace: Option<PathBuf>,
+}
+
+/// `--ttl-rule`'s values, as [`TtlRule`] in the words of the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TtlRuleArg {
+    /// test, then decrement (the seed's)
+    Seed,
+    /// decrement, then test (the 2019 assignment's)
+    #[value(name = "2019")]
+    Assignment2019,
+}
+
+impl From<TtlRuleArg> for TtlRule {
+    fn from(arg: TtlRuleArg) -> TtlRule {
+        match arg {
+            TtlRuleArg::Seed => TtlRule::Seed,
+            TtlRuleArg::Assignment2019 => TtlRule::Assignment2019,
+        }
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -255,6 +279,7 @@ fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Res
         seen_lifetime: args.seen_lifetime.0,
         seen_capacity: args.seen_capacity,
         advertise: args.advertise,
+        ttl_rule: args.ttl_rule.into(),
     };
     let mut options = Options {
         max_connections: args.max_connections,
@@ -339,6 +364,12 @@ fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Res
             named.join(" ")
         }
     );
+    if config.ttl_rule != TtlRule::Seed {
+        info!(
+            "TTL rule {}: decremented, then tested (a query reaches 3 hops, not 4)",
+            config.ttl_rule.name()
+        );
+    }
     let servent = Servent::new(store, local.port(), config);
     let mut driver = Driver::new(listener, servent, neighbours, options)?;
     if let Some(tracer) = tracer {

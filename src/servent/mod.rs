@@ -6,6 +6,7 @@
 //! runs unchanged inside the in-memory test network and the real `mio` loop.
 
 pub mod seen;
+pub mod ttl;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -18,6 +19,7 @@ use crate::protocol::{Flood, Frame, KeyFloodRef, Text, INITIAL_TTL};
 use crate::store::Store;
 use crate::throttle::Throttle;
 pub use seen::{QueryId, SeenCache};
+pub use ttl::TtlRule;
 
 /// Names one connection of the servent; the driver chooses them and never reuses one.
 pub type LinkId = u64;
@@ -97,6 +99,8 @@ pub struct Config {
     /// The address other hosts reach this servent at, when the addresses its links
     /// show are not it (a multi-homed or NATed host).
     pub advertise: Option<Ipv4Addr>,
+    /// When a flood's TTL is spent: the seed's rule or the 2019 assignment's.
+    pub ttl_rule: TtlRule,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             seen_lifetime: Duration::from_secs(60),
             seen_capacity: 1 << 18,
             advertise: None,
+            ttl_rule: TtlRule::Seed,
         }
     }
 }
@@ -218,6 +223,7 @@ pub struct Servent {
     /// The port this servent listens on, which its topology entries name.
     listen_port: u16,
     advertise: Option<Ipv4Addr>,
+    ttl_rule: TtlRule,
     actions: VecDeque<Action>,
     /// `Some` when verdicts are reported.
     verdicts: Option<VecDeque<Verdict>>,
@@ -235,6 +241,7 @@ impl Servent {
             seen: SeenCache::new(config.seen_lifetime, config.seen_capacity),
             listen_port,
             advertise: config.advertise,
+            ttl_rule: config.ttl_rule,
             actions: VecDeque::new(),
             verdicts: None,
             counters: Counters::default(),
@@ -602,7 +609,8 @@ impl Servent {
                 key()
             ),
         }
-        self.forward_decision(from, forward_ttl(from, query.ttl), query.client, query.seq)
+        let ttl = self.forward_ttl(from, query.ttl);
+        self.forward_decision(from, ttl, query.client, query.seq, query.ttl)
     }
 
     fn handle_topology_query(
@@ -618,7 +626,7 @@ impl Servent {
         if from.is_some() && flood.ttl > INITIAL_TTL {
             self.ttl_above_max(from, flood.client, flood.seq, flood.ttl, now);
         }
-        let forward_ttl = forward_ttl(from, flood.ttl);
+        let forward_ttl = self.forward_ttl(from, flood.ttl);
         let me = SocketAddr::new(self.reachable_ip(local.ip()), self.listen_port).to_string();
         // A peer's trailing whitespace would leave two spaces between entries.
         let mut info = flood.text.as_bytes().trim_ascii_end().to_vec();
@@ -646,7 +654,9 @@ impl Servent {
             value: info.clone(),
         };
         self.answer(flood.client, frame);
-        if let Some(ttl) = self.forward_decision(from, forward_ttl, flood.client, flood.seq) {
+        if let Some(ttl) =
+            self.forward_decision(from, forward_ttl, flood.client, flood.seq, flood.ttl)
+        {
             self.actions.push_back(Action::Flood {
                 except: from,
                 frame: Frame::TopoFlood(Flood {
@@ -663,17 +673,25 @@ impl Servent {
         self.actions.push_back(Action::Answer { to, frame });
     }
 
-    /// Whether a query goes on, and with which TTL: `ttl` (from [`forward_ttl`]) if
-    /// there is a neighbour to send it to. Counts the copies it will make.
+    /// The TTL a query from `from` (None: the client) that came with `ttl` goes on
+    /// with, by this servent's rule ([`TtlRule::forward_ttl`]).
+    fn forward_ttl(&self, from: Option<LinkId>, ttl: u16) -> Option<u16> {
+        self.ttl_rule.forward_ttl(from.is_none(), ttl)
+    }
+
+    /// Whether a query goes on, and with which TTL: `ttl` (from
+    /// [`Servent::forward_ttl`]) if there is a neighbour to send it to. Counts the
+    /// copies it will make. `received` is the TTL it came with, for the log.
     fn forward_decision(
         &mut self,
         from: Option<LinkId>,
         ttl: Option<u16>,
         client: SocketAddrV4,
         seq: u32,
+        received: u16,
     ) -> Option<u16> {
         let Some(ttl) = ttl else {
-            self.ttl_spent(client, seq);
+            self.ttl_spent(client, seq, received);
             return None;
         };
         let targets = self.targets(from);
@@ -688,8 +706,19 @@ impl Servent {
 
     /// Out of line: the forwarding path stays short.
     #[cold]
-    fn ttl_spent(&mut self, client: SocketAddrV4, seq: u32) {
-        debug!("query {client}#{seq}: TTL 0, not forwarded");
+    fn ttl_spent(&mut self, client: SocketAddrV4, seq: u32, received: u16) {
+        if received > INITIAL_TTL {
+            debug!("query {client}#{seq}: TTL {received} treated as TTL 0, not forwarded");
+        } else if received == 0 {
+            debug!("query {client}#{seq}: TTL 0, not forwarded");
+        } else {
+            debug!(
+                "query {client}#{seq}: TTL {received}, decremented to {} ({} TTL rule), \
+                 not forwarded",
+                received - 1,
+                self.ttl_rule.name()
+            );
+        }
         self.counters.ttl_spent += 1;
         self.verdict(Verdict::Dropped(
             QueryId::new(client, seq),
@@ -722,19 +751,6 @@ impl Servent {
     /// How many neighbours a query from `from` goes on to.
     fn targets(&self, from: Option<LinkId>) -> usize {
         self.neighbours.iter().filter(|&&n| Some(n) != from).count()
-    }
-}
-
-/// The TTL a query goes on with, if it goes on: a client's request leaves with the
-/// initial TTL; a flood is forwarded while its TTL is above 0 (tested before the
-/// decrement, as the seed does). A TTL above the initial one can only come from a
-/// broken or hostile peer: it is treated as spent, so nothing a peer says makes a query
-/// travel further than one we started ourselves.
-fn forward_ttl(from: Option<LinkId>, ttl: u16) -> Option<u16> {
-    match from {
-        None => Some(INITIAL_TTL),
-        Some(_) if ttl > INITIAL_TTL => None,
-        Some(_) => ttl.checked_sub(1),
     }
 }
 

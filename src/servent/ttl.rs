@@ -1,0 +1,104 @@
+//! The rule for when a flood's TTL is spent: the seed's (test, then decrement) or the
+//! 2019 assignment's (decrement, then test). See docs/PROTOCOL.md section 7.
+
+use crate::protocol::INITIAL_TTL;
+
+/// The two rules for passing a flood on (docs/PROTOCOL.md section 7). They differ by
+/// one hop of reach; no frame differs, so servents of both kinds interoperate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TtlRule {
+    /// Test, then decrement: a flood with TTL `t` goes on with `t - 1` while `t > 0`.
+    /// A query reaches servents up to four hops beyond the client's.
+    #[default]
+    Seed,
+    /// Decrement, then test (the 2019 assignment): a flood with TTL `t` goes on with
+    /// `t - 1` only if `t - 1 > 0`. A query reaches servents up to three hops beyond.
+    Assignment2019,
+}
+
+impl TtlRule {
+    /// The TTL a query goes on with, if it goes on: a client's request (`from_client`)
+    /// leaves with the initial TTL whatever the rule. A TTL above the initial one can
+    /// only come from a broken or hostile peer: it is treated as spent under both
+    /// rules, so nothing a peer says makes a query travel further than one we started
+    /// ourselves.
+    pub fn forward_ttl(self, from_client: bool, ttl: u16) -> Option<u16> {
+        if from_client {
+            return Some(INITIAL_TTL);
+        }
+        if ttl > INITIAL_TTL {
+            return None;
+        }
+        match self {
+            TtlRule::Seed => ttl.checked_sub(1),
+            TtlRule::Assignment2019 => ttl.checked_sub(1).filter(|&t| t > 0),
+        }
+    }
+
+    /// The name `--ttl-rule` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TtlRule::Seed => "seed",
+            TtlRule::Assignment2019 => "2019",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_request_leaves_with_ttl_3_under_both_rules() {
+        for rule in [TtlRule::Seed, TtlRule::Assignment2019] {
+            for ttl in [0, 1, 3, 65535] {
+                assert_eq!(rule.forward_ttl(true, ttl), Some(3), "{rule:?} {ttl}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_tests_then_decrements() {
+        let rule = TtlRule::Seed;
+        assert_eq!(rule.forward_ttl(false, 3), Some(2));
+        assert_eq!(rule.forward_ttl(false, 2), Some(1));
+        assert_eq!(rule.forward_ttl(false, 1), Some(0));
+        assert_eq!(rule.forward_ttl(false, 0), None);
+    }
+
+    #[test]
+    fn the_2019_rule_decrements_then_tests() {
+        let rule = TtlRule::Assignment2019;
+        assert_eq!(rule.forward_ttl(false, 3), Some(2));
+        assert_eq!(rule.forward_ttl(false, 2), Some(1));
+        assert_eq!(rule.forward_ttl(false, 1), None);
+        assert_eq!(rule.forward_ttl(false, 0), None);
+    }
+
+    #[test]
+    fn a_ttl_above_3_from_a_neighbour_is_spent_under_both_rules() {
+        for rule in [TtlRule::Seed, TtlRule::Assignment2019] {
+            for ttl in [4, 5, 255, 65535] {
+                assert_eq!(rule.forward_ttl(false, ttl), None, "{rule:?} {ttl}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_rule_ever_forwards_more_ttl_than_it_got() {
+        for rule in [TtlRule::Seed, TtlRule::Assignment2019] {
+            for ttl in 0..=u16::MAX {
+                if let Some(out) = rule.forward_ttl(false, ttl) {
+                    assert!(out < ttl && out < INITIAL_TTL, "{rule:?} {ttl} -> {out}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_is_the_seed() {
+        assert_eq!(TtlRule::default(), TtlRule::Seed);
+        assert_eq!(TtlRule::Seed.name(), "seed");
+        assert_eq!(TtlRule::Assignment2019.name(), "2019");
+    }
+}
