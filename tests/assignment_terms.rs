@@ -6,6 +6,10 @@ mod common;
 mod sim;
 
 use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use sim::{addr_of, flood_ttl, Lcg, Network, NodeId};
@@ -226,4 +230,155 @@ fn real_servents_with_ttl_rule_2019_stop_at_s4() {
             .contains("decremented to 0 (2019 TTL rule), not forwarded")
     });
     assert!(!nodes[4].log().contains("KEYFLOOD"), "{}", nodes[4].log());
+}
+
+/// A servent of another implementation, on a raw socket: accepts one client, reads its
+/// ID and KEYREQ, and sends to its reply port, each on a connection of its own, a RESP
+/// with another seq and then a TOPOREQ, never the answer. Returns its address, and a
+/// thread giving those two connections' source addresses.
+fn misleading_servent() -> (String, std::thread::JoinHandle<(SocketAddr, SocketAddr)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sender = std::thread::spawn(move || {
+        let (mut link, _) = listener.accept().unwrap();
+        link.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            let mut chunk = [0u8; 512];
+            let n = link.read(&mut chunk).expect("the client's frames");
+            assert!(n > 0, "the client closed after {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            let (decoded, used, error) = protocol::decode_all(&buf);
+            assert!(error.is_none(), "{error:?}");
+            frames.extend(decoded);
+            buf.drain(..used);
+        }
+        let (Frame::Id { port }, Frame::KeyReq { seq, .. }) = (&frames[0], &frames[1]) else {
+            panic!("expected ID then KEYREQ, got {frames:?}");
+        };
+        let send = |frame: Frame| {
+            let mut s = TcpStream::connect(("127.0.0.1", *port)).unwrap();
+            s.write_all(&frame.to_bytes()).unwrap();
+            s.local_addr().unwrap()
+        };
+        let wrong_seq = send(Frame::Resp {
+            seq: seq.wrapping_add(1),
+            value: Text::new(b"stale").unwrap(),
+        });
+        let wrong_type = send(Frame::TopoReq { seq: *seq });
+        // Keep the link open until the client is done with it.
+        while link.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {}
+        (wrong_seq, wrong_type)
+    });
+    (addr, sender)
+}
+
+/// Our client with no locale but `env`, and `args`, asking `servent` with `input`.
+fn client_in(env: &[(&str, &str)], args: &[&str], servent: &str, input: &str) -> ClientRun {
+    let mut command = Command::new(CLIENT);
+    for var in ["LC_ALL", "LC_MESSAGES", "LANG"] {
+        command.env_remove(var);
+    }
+    command
+        .envs(env.iter().copied())
+        // Long enough that the misleading messages come within the wait, however
+        // busy the machine.
+        .args(["--timeout", "4"])
+        .args(args)
+        .arg(servent)
+        .stdin(Stdio::piped());
+    run_process(command, input, Duration::from_secs(60))
+}
+
+/// Asks a [`misleading_servent`] `? k`, then types `hello`; the client's notes, and
+/// the sources of the wrong-seq RESP and of the TOPOREQ.
+fn misled(env: &[(&str, &str)], args: &[&str]) -> (ClientRun, SocketAddr, SocketAddr) {
+    let (addr, sender) = misleading_servent();
+    let run = client_in(env, args, &addr, "? k\nhello\n");
+    let (wrong_seq, wrong_type) = sender.join().unwrap();
+    assert!(run.success, "{run:?}");
+    assert_eq!(run.stdout, "", "{run:?}");
+    (run, wrong_seq, wrong_type)
+}
+
+/// The assignment's three lines, and nothing else: the two wrong messages (in the
+/// order they came), no answer, the unknown command.
+fn assert_portuguese(run: &ClientRun, wrong_seq: SocketAddr, wrong_type: SocketAddr) {
+    let mut lines: Vec<&str> = run.stderr.lines().collect();
+    let incorrect = |from: SocketAddr| format!("Mensagem incorreta recebida de {from}");
+    let mut wrong: Vec<String> = lines
+        .drain(..2.min(lines.len()))
+        .map(String::from)
+        .collect();
+    wrong.sort();
+    let mut expected = vec![incorrect(wrong_seq), incorrect(wrong_type)];
+    expected.sort();
+    assert_eq!(wrong, expected, "{run:?}");
+    assert_eq!(
+        lines,
+        ["Nenhuma resposta recebida", "Comando desconhecido"],
+        "{run:?}"
+    );
+}
+
+#[test]
+fn client_lang_pt_says_the_assignment_s_three_lines() {
+    let (run, wrong_seq, wrong_type) = misled(&[], &["--lang", "pt"]);
+    assert_portuguese(&run, wrong_seq, wrong_type);
+    // The ip:port is the real one, as the assignment's IP:PORTO asks.
+    assert!(
+        run.stderr.contains(&format!(
+            "Mensagem incorreta recebida de 127.0.0.1:{}\n",
+            wrong_seq.port()
+        )),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_portuguese_lang_is_the_default() {
+    let (run, wrong_seq, wrong_type) = misled(&[("LANG", "pt_BR.UTF-8")], &[]);
+    assert_portuguese(&run, wrong_seq, wrong_type);
+}
+
+#[test]
+fn lc_all_comes_before_lang() {
+    let (run, wrong_seq, wrong_type) =
+        misled(&[("LC_ALL", "pt_PT.UTF-8"), ("LANG", "en_US.UTF-8")], &[]);
+    assert_portuguese(&run, wrong_seq, wrong_type);
+}
+
+#[test]
+fn lang_en_overrides_a_portuguese_locale() {
+    let (run, wrong_seq, wrong_type) = misled(
+        &[("LANG", "pt_BR.UTF-8"), ("LC_ALL", "pt_BR.UTF-8")],
+        &["--lang", "en"],
+    );
+    let seq_line = format!("unexpected message from {wrong_seq}: RESP for seq");
+    let type_line = format!("unexpected message from {wrong_type}: TOPOREQ instead of RESP");
+    assert!(run.stderr.contains(&seq_line), "{run:?}");
+    assert!(run.stderr.contains(&type_line), "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{run:?}");
+    assert_eq!(lines[2], "no answer received", "{run:?}");
+    assert!(
+        lines[3].starts_with("unknown command: \"hello\""),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("Mensagem"), "{run:?}");
+}
+
+#[test]
+fn our_servent_in_portuguese_no_answer_and_unknown_command() {
+    let dir = TempDir::new("lang-pt");
+    let s1 = servent(&dir, "s1", "k v\n", &[]);
+    let run = client_in(&[], &["--lang", "pt"], &s1.local(), "? k\n? nada\nq\nQ\n");
+    assert!(run.success, "{run:?}");
+    assert_eq!(run.lines(), [format!("v {}", s1.local())], "{run:?}");
+    assert_eq!(
+        run.stderr, "Nenhuma resposta recebida\nComando desconhecido\n",
+        "{run:?}"
+    );
 }

@@ -5,11 +5,11 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use tp3kv::cli::{self, Seconds};
 use tp3kv::client::terminal::Terminal;
-use tp3kv::client::{self, Client, Indicator, Lines};
+use tp3kv::client::{self, Client, Indicator, Lang, Lines};
 use tp3kv::net;
 
 /// Asks a servent of the key-value network for keys and for the network's topology.
@@ -32,7 +32,7 @@ Commands, one a line (typed, pasted or piped in; each runs in turn):
   help    list these commands
 
 Answers go to stdout, one a line; notes (no answer received, unknown commands) to
-stderr. Control characters in values (tabs aside) are shown escaped (\\n, \\0,
+stderr, in Portuguese with --lang pt or a Portuguese locale (LANG=pt_BR.UTF-8). Control characters in values (tabs aside) are shown escaped (\\n, \\0,
 \\u{1b}), and a backslash as \\\\; --raw prints the bytes as they came.
 
 At a terminal, every line typed or pasted runs in turn (a bracketed paste waits for
@@ -57,6 +57,30 @@ struct Args {
     /// Print values as the bytes came, control characters included, not escaped.
     #[arg(long)]
     raw: bool,
+    /// The language of the client's notes: `pt` says the assignment's own
+    /// "Nenhuma resposta recebida", "Mensagem incorreta recebida de IP:PORTO" and
+    /// "Comando desconhecido". Default: from LC_ALL, LC_MESSAGES or LANG (the first
+    /// set): pt if it starts with `pt`, else en.
+    #[arg(long, value_name = "LANG", value_enum)]
+    lang: Option<LangArg>,
+}
+
+/// `--lang`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LangArg {
+    /// English
+    En,
+    /// Portuguese, the assignment's messages
+    Pt,
+}
+
+impl From<LangArg> for Lang {
+    fn from(arg: LangArg) -> Lang {
+        match arg {
+            LangArg::En => Lang::En,
+            LangArg::Pt => Lang::Pt,
+        }
+    }
 }
 
 /// A mistake in the command line: exit status 2.
@@ -105,6 +129,8 @@ fn run(args: &Args, reply_port: u16, servent: SocketAddrV4, timeout: Duration) -
     let mut client = Client::connect(servent, reply_port, timeout, client::random_seq())?;
     client.draw_topology_trees(args.tree);
     client.print_raw(args.raw);
+    let lang = args.lang.map_or_else(Lang::from_env, Lang::from);
+    client.set_lang(lang);
     let interactive = io::stdin().is_terminal();
     let mut out = Output::new(io::stdout());
     let mut err = Notes(io::stderr());
@@ -113,20 +139,13 @@ fn run(args: &Args, reply_port: u16, servent: SocketAddrV4, timeout: Duration) -
         client.stop_waits_on(&[signal_hook::consts::SIGINT])?;
     }
     if io::stderr().is_terminal() {
-        let text = if interactive {
-            "waiting for answers... (Ctrl-C stops)"
-        } else {
-            "waiting for answers..."
-        };
+        let text = lang.waiting(interactive);
         let redraw = io::stdout().is_terminal();
         client.show_waiting(Indicator::new(Box::new(io::stderr()), text, redraw));
     }
     let outcome = if interactive {
-        let _ = writeln!(
-            err,
-            "connected to {servent}; answers come to port {}. `? KEY`, `T`, `Q`, `help`.",
-            client.reply_port()
-        );
+        let greeting = lang.greeting(servent.into(), client.reply_port());
+        let _ = writeln!(err, "{greeting}");
         client.run(&mut Terminal::new()?, &mut out, &mut err)
     } else {
         client.run(&mut Lines(io::stdin().lock()), &mut out, &mut err)

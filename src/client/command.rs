@@ -1,7 +1,7 @@
 //! The client's command language (PROTOCOL.md): `? key`, `T`, `Q`. Pure.
 
-use super::show;
-use crate::protocol::{Text, MAX_TEXT};
+pub use super::lang::Mistake;
+use crate::protocol::Text;
 
 /// One line of user input, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,20 +12,14 @@ pub enum Command {
     Topology,
     /// `Q`: quit.
     Quit,
-    /// `help` (or `h`): the list of commands, [`HELP`], is what to show.
+    /// `help` (or `h`): the list of commands ([`super::lang::Lang::help`]) is what
+    /// to show.
     Help,
     /// A blank line: nothing to do.
     Nothing,
-    /// Anything else, with what is wrong with it (one line, for the user).
-    Invalid(String),
+    /// Anything else, with what is wrong with it (worded by [`super::lang::Lang`]).
+    Invalid(Mistake),
 }
-
-/// What `help` shows: the commands, one a line.
-pub const HELP: &str = "\
-commands:
-  ? KEY   look KEY up: every servent that holds it answers VALUE IP:PORT
-  T       ask for the topology: every servent reached answers with its path
-  Q       quit (so does Ctrl-D)";
 
 fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
@@ -46,40 +40,40 @@ pub fn parse(line: &str) -> Command {
         // The assignment's commands are upper case; a lower-case one is most likely
         // meant as it, but is not run unasked: `q` must not quit by surprise.
         let hint = match trimmed {
-            "q" | "quit" | "exit" => ": did you mean Q?".to_string(),
-            "t" => ": did you mean T?".to_string(),
-            _ => String::new(),
+            "q" | "quit" | "exit" => Some('Q'),
+            "t" => Some('T'),
+            _ => None,
         };
-        return Command::Invalid(format!(
-            "unknown command: {trimmed:?}{hint} (the commands are `? KEY`, `T`, `Q` and \
-             `help`)"
-        ));
+        return Command::Invalid(Mistake::Unknown {
+            text: trimmed.to_string(),
+            hint,
+        });
     };
     let key = rest.trim_matches(is_blank);
     if key.is_empty() {
-        return Command::Invalid("? needs a key: ? KEY".to_string());
+        return Command::Invalid(Mistake::MissingKey);
     }
     if !rest.starts_with(is_blank) {
-        return Command::Invalid(format!(
-            "put a space between ? and the key: ? {}",
-            show::escape(key)
-        ));
+        return Command::Invalid(Mistake::NoSpace {
+            key: key.to_string(),
+        });
     }
     if key.contains(is_blank) {
-        return Command::Invalid(format!("a key is a single word, without spaces: {key:?}"));
+        return Command::Invalid(Mistake::Spaces {
+            key: key.to_string(),
+        });
     }
     match Text::try_from(key) {
         Ok(key) => Command::Lookup(key),
-        Err(e) => Command::Invalid(format!(
-            "the key is too long: {} bytes, at most {MAX_TEXT}",
-            e.len
-        )),
+        Err(e) => Command::Invalid(Mistake::TooLong { len: e.len }),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::lang::Lang;
     use super::*;
+    use crate::protocol::MAX_TEXT;
 
     fn lookup(key: &str) -> Command {
         Command::Lookup(Text::try_from(key).unwrap())
@@ -88,7 +82,7 @@ mod tests {
     #[test]
     fn each_mistake_is_named() {
         let invalid = |line: &str| match parse(line) {
-            Command::Invalid(why) => why,
+            Command::Invalid(why) => Lang::En.mistake(&why),
             other => panic!("{line:?} gave {other:?}"),
         };
         assert_eq!(invalid("?"), "? needs a key: ? KEY");
@@ -138,7 +132,7 @@ mod tests {
         let long = format!("? {}", "k".repeat(MAX_TEXT + 1));
         assert_eq!(
             parse(&long),
-            Command::Invalid("the key is too long: 401 bytes, at most 400".into())
+            Command::Invalid(Mistake::TooLong { len: 401 })
         );
         assert_eq!(
             parse(&format!("? {}", "k".repeat(MAX_TEXT))),

@@ -7,6 +7,7 @@
 //! line editing, typeahead, the terminal's modes, the waiting indicator, Ctrl-C.
 
 pub mod command;
+pub mod lang;
 pub mod show;
 pub mod terminal;
 pub mod tree;
@@ -27,6 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::os_error::plain;
 use crate::protocol::{self, Frame, Text};
 pub use command::Command;
+pub use lang::{Lang, Mistake, Unexpected};
 pub use terminal::Indicator;
 pub use window::{AnswerWindow, Verdict};
 
@@ -140,6 +142,8 @@ pub struct Client {
     draw_trees: bool,
     /// Print answers' values as the bytes came (`--raw`), not escaped.
     raw: bool,
+    /// The language of what the client says to its user.
+    lang: Lang,
     /// Shown while a window is open (at a terminal).
     indicator: Option<Indicator>,
     /// Readable when a signal asks to stop waiting (Ctrl-C at a terminal).
@@ -197,6 +201,7 @@ impl Client {
             timeout,
             draw_trees: false,
             raw: false,
+            lang: Lang::default(),
             indicator: None,
             interrupt: None,
         })
@@ -206,6 +211,11 @@ impl Client {
     /// than escaped ([`show`]).
     pub fn print_raw(&mut self, on: bool) {
         self.raw = on;
+    }
+
+    /// Says everything to its user (not the answers) in `lang`.
+    pub fn set_lang(&mut self, lang: Lang) {
+        self.lang = lang;
     }
 
     /// Shows `indicator` while waiting for answers.
@@ -273,11 +283,11 @@ impl Client {
                 Command::Quit => return Ok(()),
                 Command::Nothing => continue,
                 Command::Help => {
-                    writeln!(err, "{}", command::HELP)?;
+                    writeln!(err, "{}", self.lang.help())?;
                     continue;
                 }
                 Command::Invalid(why) => {
-                    writeln!(err, "{why}")?;
+                    writeln!(err, "{}", self.lang.mistake(&why))?;
                     continue;
                 }
                 Command::Lookup(key) => Request::Key(key),
@@ -367,6 +377,7 @@ impl Client {
                     err: &mut *err,
                     indicator: indicator.as_mut(),
                     raw: self.raw,
+                    lang: self.lang,
                 };
                 for event in events.iter() {
                     let tokens = match event.token() {
@@ -394,9 +405,9 @@ impl Client {
                 indicator.stop();
             }
             if stopped {
-                writeln!(err, "stopped waiting")?;
+                writeln!(err, "{}", self.lang.stopped_waiting())?;
             } else if window.answers() == 0 {
-                writeln!(err, "no answer received")?;
+                writeln!(err, "{}", self.lang.no_answer())?;
             }
             Ok(values)
         })();
@@ -432,7 +443,7 @@ impl Client {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(accepted),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    screen.note(format_args!("accepting a reply failed: {e}"))?;
+                    screen.note(&screen.lang.accept_failed(&e))?;
                     return Ok(accepted);
                 }
             }
@@ -494,6 +505,7 @@ struct Screen<'a> {
     err: &'a mut dyn Write,
     indicator: Option<&'a mut Indicator>,
     raw: bool,
+    lang: Lang,
 }
 
 impl Screen<'_> {
@@ -509,7 +521,7 @@ impl Screen<'_> {
         self.out.flush()
     }
 
-    fn note(&mut self, note: fmt::Arguments<'_>) -> io::Result<()> {
+    fn note(&mut self, note: &str) -> io::Result<()> {
         self.hide_indicator();
         writeln!(self.err, "{note}")
     }
@@ -520,23 +532,20 @@ fn report(
     window: &mut AnswerWindow,
     screen: &mut Screen<'_>,
 ) -> io::Result<Option<String>> {
-    let from = message.from;
-    match message.content {
+    let unexpected = match message.content {
         Ok(Frame::Resp { seq, value }) => match window.on_response(seq, Instant::now()) {
             Verdict::Answer => {
-                screen.answer(&value, from)?;
+                screen.answer(&value, message.from)?;
                 return Ok(Some(value.to_lossy().into_owned()));
             }
-            Verdict::WrongSeq => screen.note(format_args!(
-                "unexpected message from {from}: RESP for seq {seq}, expected {}",
-                window.seq()
-            )),
+            Verdict::WrongSeq => Unexpected::WrongSeq {
+                seq,
+                expected: window.seq(),
+            },
         },
-        Ok(other) => screen.note(format_args!(
-            "unexpected message from {from}: {} instead of RESP",
-            other.name()
-        )),
-        Err(why) => screen.note(format_args!("unexpected message from {from}: {why}")),
-    }?;
+        Ok(other) => Unexpected::NotResp(other.name()),
+        Err(why) => Unexpected::Broken(why),
+    };
+    screen.note(&screen.lang.unexpected(message.from, &unexpected))?;
     Ok(None)
 }
