@@ -382,3 +382,36 @@ fn our_servent_in_portuguese_no_answer_and_unknown_command() {
         "{run:?}"
     );
 }
+
+#[test]
+fn both_flags_are_in_the_help() {
+    let help = |binary: &str| {
+        let out = Command::new(binary).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let servent = help(SERVENT);
+    for needle in [
+        "--ttl-rule <RULE>",
+        "seed: test, then decrement",
+        "2019: decrement, then test",
+        "[default: seed]",
+    ] {
+        assert!(
+            servent.contains(needle),
+            "servent --help lacks {needle:?}:\n{servent}"
+        );
+    }
+    let client = help(CLIENT);
+    for needle in [
+        "--lang <LANG>",
+        "Comando desconhecido",
+        "LC_ALL, LC_MESSAGES, LANG",
+        "pt: Portuguese",
+    ] {
+        assert!(
+            client.contains(needle),
+            "client --help lacks {needle:?}:\n{client}"
+        );
+    }
+}

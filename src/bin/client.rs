@@ -32,8 +32,9 @@ Commands, one a line (typed, pasted or piped in; each runs in turn):
   help    list these commands
 
 Answers go to stdout, one a line; notes (no answer received, unknown commands) to
-stderr, in Portuguese with --lang pt or a Portuguese locale (LANG=pt_BR.UTF-8). Control characters in values (tabs aside) are shown escaped (\\n, \\0,
-\\u{1b}), and a backslash as \\\\; --raw prints the bytes as they came.
+stderr, in Portuguese with --lang pt or a Portuguese locale (LANG=pt_BR.UTF-8).
+Control characters in values (tabs aside) are shown escaped (\\n, \\0, \\u{1b}),
+and a backslash as \\\\; --raw prints the bytes as they came.
 
 At a terminal, every line typed or pasted runs in turn (a bracketed paste waits for
 Enter); Ctrl-C stops waiting for answers, or drops the line being typed. The prompt
@@ -59,8 +60,8 @@ struct Args {
     raw: bool,
     /// The language of the client's notes: `pt` says the assignment's own
     /// "Nenhuma resposta recebida", "Mensagem incorreta recebida de IP:PORTO" and
-    /// "Comando desconhecido". Default: from LC_ALL, LC_MESSAGES or LANG (the first
-    /// set): pt if it starts with `pt`, else en.
+    /// "Comando desconhecido". Default: the first of LC_ALL, LC_MESSAGES, LANG that
+    /// is set: pt if it starts with `pt`, else en.
     #[arg(long, value_name = "LANG", value_enum)]
     lang: Option<LangArg>,
 }
