@@ -213,7 +213,7 @@ ask() {
     local step=$1 name=$2 line cmd rc=0
     shift 2
     printf '%s\n' "$@" |
-        "$CLIENT" --timeout "$TIMEOUT" "$(addr "$name")" >"$WORK/$step.out" 2>"$WORK/$step.err" ||
+        "$CLIENT" --lang en --timeout "$TIMEOUT" "$(addr "$name")" >"$WORK/$step.out" 2>"$WORK/$step.err" ||
         rc=$?
     for cmd in "$@"; do printf 'client on %s> %s\n' "$name" "$cmd"; done
     while IFS= read -r line; do

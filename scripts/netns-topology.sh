@@ -164,7 +164,7 @@ reach() {
 printf '? h%d\n? all\nT\n' "$HOSTS" >"$WORK/client.in"
 echo "--- client in h1 on 127.0.0.1:$PORT: ? h$HOSTS, ? all, T ---"
 # In the background, so Ctrl-C interrupts the wait at once (cleanup kills it).
-ip netns exec "$(host_ns 1)" "$CLIENT" --timeout "$TIMEOUT" "127.0.0.1:$PORT" \
+ip netns exec "$(host_ns 1)" "$CLIENT" --lang en --timeout "$TIMEOUT" "127.0.0.1:$PORT" \
     <"$WORK/client.in" >"$WORK/client.out" 2>"$WORK/client.err" &
 PIDS+=("$!")
 wait "$!" || die "client failed: $(cat "$WORK/client.err")"

@@ -6,14 +6,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::*;
 use tp3kv::protocol::{self, Frame, Text};
 
 fn client_with(args: &[&str]) -> Output {
-    Command::new(CLIENT)
+    client_command()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -188,7 +188,7 @@ fn a_servent_that_closes_the_connection_is_a_runtime_error() {
         }
     });
     for input in ["? k\n", "? k\nT\n", "T"] {
-        let mut child = Command::new(CLIENT)
+        let mut child = client_command()
             .args(["--timeout", "30", &addr])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -298,7 +298,7 @@ const NASTY: &[u8] = b"a\0b\x1b[31mred\x1b[0m\tok\nforged 10.9.8.7:6\\n";
 
 fn ask_fake(extra: &[&str]) -> (Vec<u8>, SocketAddr, String) {
     let (addr, answerer) = fake_servent(NASTY);
-    let mut child = Command::new(CLIENT)
+    let mut child = client_command()
         .args(["--timeout", CLIENT_TIMEOUT])
         .args(extra)
         .arg(&addr)

@@ -158,7 +158,7 @@ fn the_assignments_client_command_line() {
         .local_addr()
         .unwrap()
         .port();
-    let mut command = Command::new(CLIENT);
+    let mut command = client_command();
     command
         .args(["--timeout", CLIENT_TIMEOUT])
         .arg(port.to_string())
@@ -179,7 +179,7 @@ fn the_assignments_client_command_line() {
 fn client_discards_wrong_seq_and_wrong_type_but_keeps_waiting() {
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = fake.local_addr().unwrap();
-    let mut command = Command::new(CLIENT);
+    let mut command = client_command();
     command.args(["--timeout", "2"]).arg(addr.to_string());
     let client =
         std::thread::spawn(move || run_process(command, "? key\n", Duration::from_secs(30)));
@@ -255,7 +255,7 @@ fn client_discards_wrong_seq_and_wrong_type_but_keeps_waiting() {
 fn each_answer_restarts_the_wait() {
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = fake.local_addr().unwrap();
-    let mut command = Command::new(CLIENT);
+    let mut command = client_command();
     command.args(["--timeout", "1.5"]).arg(addr.to_string());
     let client =
         std::thread::spawn(move || run_process(command, "? key\n", Duration::from_secs(30)));
@@ -345,7 +345,7 @@ fn start_up_errors_are_one_clear_line() {
 fn client_reports_a_servent_that_went_away() {
     let dir = TempDir::new("gone");
     let mut s1 = servent(&dir, "s1", "k v\n", &[]);
-    let mut command = Command::new(CLIENT);
+    let mut command = client_command();
     command.args(["--timeout", "0.5"]).arg(s1.local());
     let child = command
         .stdin(std::process::Stdio::piped())
@@ -566,7 +566,7 @@ fn sigusr1_logs_the_counters() {
 fn client_tree_draws_the_topology() {
     let dir = TempDir::new("tree");
     let nodes = diamond(&dir);
-    let mut command = Command::new(CLIENT);
+    let mut command = client_command();
     command
         .args(["--timeout", CLIENT_TIMEOUT, "--tree"])
         .arg(nodes[0].local());

@@ -211,6 +211,7 @@ impl Net {
     fn client(&self, k: usize, servent: &str, input: &str) -> ClientRun {
         let mut command = Command::new("ip");
         command
+            .env("LC_ALL", common::ENGLISH)
             .args(["netns", "exec", &self.ns(k), CLIENT])
             .args(["--timeout", common::CLIENT_TIMEOUT])
             .arg(servent);

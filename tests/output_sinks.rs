@@ -276,7 +276,7 @@ fn a_client_whose_reader_went_away_ends_quietly() {
     let s1 = servent(&dir, "s1", "k v\n", &[]);
     // `client ... | head -1`: two answers, the reader gone after the first.
     let mut client = Proc(
-        Command::new(CLIENT)
+        client_command()
             .args(["--timeout", "0.5"])
             .arg(s1.local())
             .stdin(Stdio::piped())

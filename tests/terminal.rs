@@ -26,6 +26,8 @@ impl Tmux {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let started = Command::new("tmux")
+            // The client's notes in English, whatever the machine's locale.
+            .env("LC_ALL", ENGLISH)
             .args([
                 "-L",
                 &socket,

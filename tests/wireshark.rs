@@ -956,7 +956,10 @@ fn real_diamond_captured_on_a_private_loopback() {
     wait_links(&s4, 2);
 
     let mut client = ns.command(CLIENT);
-    client.args(["--timeout", CLIENT_TIMEOUT]).arg(s1.local());
+    client
+        .env("LC_ALL", ENGLISH)
+        .args(["--timeout", CLIENT_TIMEOUT])
+        .arg(s1.local());
     let run = run_process(client, "? far\nT\nQ\n", Duration::from_secs(120));
     assert!(run.success, "{run:?}");
     assert!(

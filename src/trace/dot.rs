@@ -13,7 +13,7 @@ const LEGEND: &str = r##"<<table border="0" cellborder="0" cellspacing="1">
 <tr><td align="left">ellipse: the client that asked</td></tr>
 <tr><td align="left">box: a servent that handled the query, time from the query's start</td></tr>
 <tr><td align="left"><b>double bold box</b>: a servent that answered</td></tr>
-<tr><td align="left">[TTL spent, not forwarded]: it got TTL 0 and sent the query no further</td></tr>
+<tr><td align="left">[TTL spent, not forwarded]: its TTL let it go no further (TTL 0; TTL 1 under --ttl-rule 2019)</td></tr>
 <tr><td align="left">plain text: an address no trace was given for</td></tr>
 <tr><td align="left">solid arrow: the copy a servent handled, with its TTL</td></tr>
 <tr><td align="left"><font color="red">dashed red arrow: a later copy, dropped: duplicate</font></td></tr>

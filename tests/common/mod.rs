@@ -185,7 +185,7 @@ pub fn run_process(command: Command, input: &str, limit: Duration) -> ClientRun 
 
 /// Our client against `servent`, commands from `input`.
 pub fn client(servent: &Node, input: &str) -> ClientRun {
-    let mut command = Command::new(CLIENT);
+    let mut command = client_command();
     command
         .args(["--timeout", CLIENT_TIMEOUT])
         .arg(servent.local());
@@ -525,3 +525,14 @@ pub fn root_required() -> bool {
 pub fn skipped(why: std::fmt::Arguments) {
     let _ = writeln!(io::stderr(), "SKIPPED: {why}");
 }
+
+/// Our client, in English whatever the locale of the machine running the tests: they
+/// read its notes (`no answer received`), which a Portuguese `LANG` would translate.
+pub fn client_command() -> Command {
+    let mut command = Command::new(CLIENT);
+    command.env("LC_ALL", ENGLISH);
+    command
+}
+
+/// A locale in which our client speaks English.
+pub const ENGLISH: &str = "C.UTF-8";
