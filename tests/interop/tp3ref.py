@@ -5,12 +5,16 @@ Written from the protocol's specification alone (as described in docs/PROTOCOL.m
 without looking at the Rust sources, standard library only, for the interoperability
 tests: ours with theirs, both ways.
 
-  tp3ref.py servent [--bytewise] <port> <keyvalues-file> [ip:port ...]
-  tp3ref.py client [--timeout SECS] [--bytewise] [<local-port>] <servent-ip:port>
+  tp3ref.py servent [--bytewise] [--defect NAME]... <port> <keyvalues-file> [ip:port ...]
+  tp3ref.py client [--timeout SECS] [--bytewise] [--defect NAME]... [<local-port>] <servent-ip:port>
   tp3ref.py send-raw <ip:port> <hex>...
   tp3ref.py selftest <wire-vectors.json>
+  tp3ref.py --list-defects
 
 --bytewise writes every frame one byte at a time (TCP_NODELAY, ~1 ms apart).
+--defect NAME switches on one deliberate mistake (see --list-defects), so that a
+conformance checker can be tested against broken variants. Without it the reference
+follows the protocol.
 """
 import json
 import re
@@ -27,6 +31,62 @@ HDR = {"ID": 4, "KEYREQ": 8, "TOPOREQ": 6, "KEYFLOOD": 16, "TOPOFLOOD": 16, "RES
 TEXT = {"KEYREQ": "key", "KEYFLOOD": "key", "TOPOFLOOD": "info", "RESP": "value"}
 FIRST_TTL = 3
 
+# Deliberate mistakes, each one students really make: name -> (modes, description).
+KNOWN_DEFECTS = {
+    "little-endian-lengths": ("servent client",
+                              "text length fields written and read little-endian"),
+    "signed-ports": ("servent client",
+                     "ports packed/unpacked as signed 16-bit ('h'): a port >= 32768 reads "
+                     "as negative (servent cannot answer it; client dies sending its ID)"),
+    "one-read-per-message": ("servent client",
+                             "one recv() taken as one whole message: a split frame is "
+                             "dropped, frames after the first in one segment are lost"),
+    "exits-on-disconnect": ("servent",
+                            "the servent process exits when a neighbour or client disconnects"),
+    "floods-back": ("servent",
+                    "forwards a flood to the neighbour it came from too"),
+    "forgets-own-request": ("servent",
+                            "a client's request is not recorded as seen, so its echo from "
+                            "a neighbour is answered and forwarded again"),
+    "decrement-first": ("servent",
+                        "TTL decremented before it is tested (the 2019 rule): forwards "
+                        "only if ttl-1 > 0"),
+    "no-flood-when-found": ("servent",
+                            "does not flood a key query when it holds the key itself"),
+    "topology-no-space": ("servent",
+                          "appends its ip:port to topology info without the separating space"),
+    "topology-trailing-space": ("servent",
+                                "every topology string it writes ends with a trailing space"),
+    "localhost-in-floods": ("servent",
+                            "writes 127.0.0.1 as the client's IP in KEYFLOOD/TOPOFLOOD "
+                            "instead of the client connection's source address"),
+    "late-listener": ("client",
+                      "opens its reply listener only ~200 ms after sending its first request"),
+    "ignore-wrong-seq": ("client",
+                         "silently drops a wrong-seq or non-RESP message (no error naming "
+                         "its source)"),
+    "answer-without-port": ("client",
+                            "prints an answer as 'VALUE IP' without the source port"),
+    "seq-from-1": ("client",
+                   "first seq is 1, then +1 per command (ours starts at 0)"),
+}
+DEFECTS = set()  # the ones switched on for this run
+
+
+def defect(name):
+    assert name in KNOWN_DEFECTS, name
+    return name in DEFECTS
+
+
+def len_fmt():
+    """Format of a text length field: big-endian, unless the defect says otherwise."""
+    return "<H" if defect("little-endian-lengths") else ">H"
+
+
+def port_fmt():
+    """Format of a port field: unsigned, unless the defect makes it signed."""
+    return ">h" if defect("signed-ports") else ">H"
+
 
 class ProtocolError(Exception):
     """The stream cannot be decoded any further: close the connection."""
@@ -38,16 +98,17 @@ def encode(f):
     name = f["type"]
     code = CODES[name]
     if name == "ID":
-        return struct.pack("!HH", code, f["port"])
+        return struct.pack("!H", code) + struct.pack(port_fmt(), f["port"])
     if name == "TOPOREQ":
         return struct.pack("!HI", code, f["seq"])
     text = f[TEXT[name]]
     if len(text) > MAXLEN:
         raise ValueError(f"{TEXT[name]} is {len(text)} bytes, over {MAXLEN}")
+    length = struct.pack(len_fmt(), len(text))
     if name in ("KEYREQ", "RESP"):
-        return struct.pack("!HIH", code, f["seq"], len(text)) + text
+        return struct.pack("!HI", code, f["seq"]) + length + text
     return (struct.pack("!HHI", code, f["ttl"], f["seq"]) + socket.inet_aton(f["ip"])
-            + struct.pack("!HH", f["port"], len(text)) + text)
+            + struct.pack(port_fmt(), f["port"]) + length + text)
 
 
 def decode(buf):
@@ -62,14 +123,17 @@ def decode(buf):
     if len(buf) < hdr:
         return None
     if name == "ID":
-        return {"type": name, "port": struct.unpack_from("!H", buf, 2)[0]}, hdr
+        return {"type": name, "port": struct.unpack_from(port_fmt(), buf, 2)[0]}, hdr
     if name == "TOPOREQ":
         return {"type": name, "seq": struct.unpack_from("!I", buf, 2)[0]}, hdr
     if name in ("KEYREQ", "RESP"):
-        seq, n = struct.unpack_from("!IH", buf, 2)
+        (seq,) = struct.unpack_from("!I", buf, 2)
+        (n,) = struct.unpack_from(len_fmt(), buf, 6)
         f = {"type": name, "seq": seq}
     else:
-        ttl, seq, ip, port, n = struct.unpack_from("!HI4sHH", buf, 2)
+        ttl, seq, ip = struct.unpack_from("!HI4s", buf, 2)
+        (port,) = struct.unpack_from(port_fmt(), buf, 12)
+        (n,) = struct.unpack_from(len_fmt(), buf, 14)
         f = {"type": name, "ttl": ttl, "seq": seq, "ip": socket.inet_ntoa(ip), "port": port}
     if n > MAXLEN:
         raise ProtocolError(f"{name} length {n} over {MAXLEN}")
@@ -204,6 +268,9 @@ class Servent:
         self.sel.unregister(conn.sock)
         del self.conns[conn.sock]
         conn.sock.close()
+        if defect("exits-on-disconnect") and conn.kind is not None:
+            self.log(f"{conn.kind} {fmt(conn.peer)} disconnected: exiting (defect)")
+            sys.exit(0)
 
     def send(self, conn, f, verb):
         try:
@@ -219,6 +286,8 @@ class Servent:
             return self.close(conn, f"recv failed: {e}")
         if not data:
             return self.close(conn, "closed by peer")
+        if defect("one-read-per-message"):
+            return self.on_one_read(conn, data)
         conn.buf += data
         while conn.sock in self.conns:
             try:
@@ -231,6 +300,17 @@ class Servent:
             del conn.buf[:size]
             self.log(f"recv {describe(f)} from {fmt(conn.peer)}")
             self.handle(conn, f)
+
+    def on_one_read(self, conn, data):
+        """The defect: whatever one recv() returned is taken as exactly one message."""
+        try:
+            got = decode(data)
+        except ProtocolError as e:
+            return self.close(conn, f"protocol error: {e}")
+        if got is None:
+            return self.log(f"ignored a short message of {len(data)} bytes from {fmt(conn.peer)}")
+        self.log(f"recv {describe(got[0])} from {fmt(conn.peer)}")
+        self.handle(conn, got[0])
 
     def handle(self, conn, f):
         t = f["type"]
@@ -251,14 +331,21 @@ class Servent:
 
     def on_request(self, conn, f):
         ip, port, seq = conn.peer[0], conn.client_port, f["seq"]
-        self.seen.add((ip, port, seq))
-        flood = {"type": "KEYFLOOD", "ttl": FIRST_TTL, "seq": seq, "ip": ip, "port": port}
+        if not defect("forgets-own-request"):
+            self.seen.add((ip, port, seq))
+        flood_ip = "127.0.0.1" if defect("localhost-in-floods") else ip
+        flood = {"type": "KEYFLOOD", "ttl": FIRST_TTL, "seq": seq, "ip": flood_ip, "port": port}
         if f["type"] == "KEYREQ":
             flood["key"] = f["key"]
             if f["key"] in self.store:
                 self.answer(ip, port, seq, self.store[f["key"]])
+                if defect("no-flood-when-found"):
+                    return self.log("key found: not flooding (defect)")
         else:
-            flood["type"], flood["info"] = "TOPOFLOOD", self.myaddr(conn)
+            me = self.myaddr(conn)
+            if defect("topology-trailing-space"):
+                me += b" "
+            flood["type"], flood["info"] = "TOPOFLOOD", me
             self.answer(ip, port, seq, flood["info"])
         for n in self.neighbours():
             self.send(n, flood, "send")
@@ -271,18 +358,36 @@ class Servent:
         if f["type"] == "KEYFLOOD":
             if f["key"] in self.store:
                 self.answer(f["ip"], f["port"], f["seq"], self.store[f["key"]])
+                if defect("no-flood-when-found"):
+                    return self.log("key found: not forwarding (defect)")
         else:
-            info = f["info"] + b" " + self.myaddr(conn)
+            info = self.append_me(f["info"], conn)
             if len(info) > MAXLEN:
                 self.log(f"topology info is {len(info)} bytes, truncated to {MAXLEN}")
                 info = info[:MAXLEN]
             f = dict(f, info=info)
             self.answer(f["ip"], f["port"], f["seq"], info)
-        if f["ttl"] > 0:
-            fwd = dict(f, ttl=f["ttl"] - 1)
+        if defect("decrement-first"):
+            ttl = f["ttl"] - 1
+            forward = ttl > 0
+        else:
+            ttl = f["ttl"] - 1
+            forward = f["ttl"] > 0
+        if forward:
+            fwd = dict(f, ttl=ttl)
             for n in self.neighbours():
-                if n is not conn:
+                if n is not conn or defect("floods-back"):
                     self.send(n, fwd, "forward")
+
+    def append_me(self, info, conn):
+        """Topology info with this servent appended: one space between entries."""
+        me = self.myaddr(conn)
+        if defect("topology-no-space"):
+            return info + me
+        if defect("topology-trailing-space"):
+            sep = b"" if info.endswith(b" ") else b" "
+            return info + sep + me + b" "
+        return info + b" " + me
 
     def neighbours(self):
         return [c for c in list(self.conns.values()) if c.kind == "servent"]
@@ -293,25 +398,42 @@ class Servent:
             with socket.create_connection((ip, port), timeout=2) as s:
                 write_frame(s, encode(f), self.bytewise)
             self.log(f"send {describe(f)} to {ip}:{port}")
-        except OSError as e:
+        except (OSError, OverflowError) as e:  # OverflowError: a negative (signed) port
             self.log(f"answer {describe(f)} to {ip}:{port} failed: {e}")
 
 
 # ---------------------------------------------------------------------------- client
 class Client:
     def __init__(self, servent, local_port, timeout, bytewise):
-        self.timeout, self.bytewise, self.seq = timeout, bytewise, 0
-        self.lsock = listen(local_port)
-        self.lsock.setblocking(False)
+        self.timeout, self.bytewise = timeout, bytewise
+        self.seq = 1 if defect("seq-from-1") else 0
+        self.sel = selectors.DefaultSelector()
+        if defect("late-listener"):
+            # The defect: only the port is chosen now; the listener opens after a request.
+            if not local_port:
+                probe = listen(0)
+                local_port = probe.getsockname()[1]
+                probe.close()
+            self.lsock, self.reply_port = None, local_port
+        else:
+            self.open_listener(local_port)
         try:
             self.srv = socket.create_connection(parse_addr(servent))
         except OSError as e:
             err(f"cannot connect to servent {servent}: {e}")
             sys.exit(1)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.lsock, selectors.EVENT_READ)
         self.sel.register(self.srv, selectors.EVENT_READ)
-        self.send({"type": "ID", "port": self.lsock.getsockname()[1]})
+        self.send({"type": "ID", "port": self.reply_port})
+
+    def open_listener(self, port):
+        self.lsock = listen(port)
+        self.lsock.setblocking(False)
+        self.reply_port = self.lsock.getsockname()[1]
+        self.sel.register(self.lsock, selectors.EVENT_READ)
+
+    def wrong_message(self, source):
+        if not defect("ignore-wrong-seq"):
+            err(f"unexpected message from {source}")
 
     def send(self, f):
         try:
@@ -339,6 +461,9 @@ class Client:
 
     def wait_answers(self):
         seq, self.seq = self.seq, (self.seq + 1) & 0xFFFFFFFF
+        if self.lsock is None:  # late-listener: too late for a quick answer
+            time.sleep(0.2)
+            self.open_listener(self.reply_port)
         deadline, answers = time.monotonic() + self.timeout, 0
         while (left := deadline - time.monotonic()) > 0:
             for key, _ in self.sel.select(left):
@@ -354,7 +479,7 @@ class Client:
                     if not sock.recv(4096):
                         err("servent closed the connection")
                         sys.exit(1)
-                    err(f"unexpected message from {fmt(sock.getpeername())}")
+                    self.wrong_message(fmt(sock.getpeername()))
                 elif self.on_reply(sock, *key.data, seq):
                     answers += 1
                     deadline = time.monotonic() + self.timeout
@@ -375,14 +500,17 @@ class Client:
         except ProtocolError:
             got = None
             data = b""
+        if defect("one-read-per-message"):
+            data = b""  # the defect: one recv() is the whole message, complete or not
         if got is None and data:
             return False  # wait for the rest of the frame
         self.sel.unregister(sock)
         sock.close()
         if got and got[0]["type"] == "RESP" and got[0]["seq"] == seq:
-            print(f"{text(got[0]['value'])} {fmt(peer)}", flush=True)
+            source = peer[0] if defect("answer-without-port") else fmt(peer)
+            print(f"{text(got[0]['value'])} {source}", flush=True)
             return True
-        err(f"unexpected message from {fmt(peer)}")
+        self.wrong_message(fmt(peer))
         return False
 
 
@@ -437,6 +565,35 @@ def selftest(path):
     print("selftest ok")
 
 
+def usage_error(msg):
+    err(f"tp3ref.py: error: {msg}")
+    sys.exit(2)
+
+
+def list_defects():
+    width = max(map(len, KNOWN_DEFECTS))
+    for name, (modes, what) in KNOWN_DEFECTS.items():
+        print(f"{name:<{width}}  {modes.replace(' ', ' and ')}: {what}")
+
+
+def take_defects(argv, cmd):
+    """Removes every `--defect NAME` from argv into DEFECTS; unknown or misplaced: exit 2."""
+    while "--defect" in argv:
+        i = argv.index("--defect")
+        if i + 1 >= len(argv):
+            usage_error("--defect needs a NAME; known: " + ", ".join(KNOWN_DEFECTS))
+        name = argv[i + 1]
+        del argv[i:i + 2]
+        if name not in KNOWN_DEFECTS:
+            usage_error(f"unknown defect {name!r}; known defects: " + ", ".join(KNOWN_DEFECTS))
+        modes = KNOWN_DEFECTS[name][0].split()
+        if cmd not in modes:
+            usage_error(f"defect {name!r} is for the {' and '.join(modes)} only, not {cmd!r}")
+        DEFECTS.add(name)
+    if DEFECTS:
+        err(f"[tp3ref] defects on: {', '.join(sorted(DEFECTS))}")
+
+
 def main(argv):
     def flag(name):
         present = name in argv
@@ -444,7 +601,10 @@ def main(argv):
             argv.remove(name)
         return present
 
+    if argv == ["--list-defects"]:
+        return list_defects()
     cmd = argv.pop(0) if argv else ""
+    take_defects(argv, cmd)
     bytewise = flag("--bytewise")
     timeout = 4.0
     if "--timeout" in argv:
