@@ -268,7 +268,8 @@ class Servent:
         self.sel.unregister(conn.sock)
         del self.conns[conn.sock]
         conn.sock.close()
-        if defect("exits-on-disconnect") and conn.kind is not None:
+        gone = why == "closed by peer" or why.startswith("recv failed")
+        if defect("exits-on-disconnect") and conn.kind is not None and gone:
             self.log(f"{conn.kind} {fmt(conn.peer)} disconnected: exiting (defect)")
             sys.exit(0)
 
@@ -367,12 +368,9 @@ class Servent:
                 info = info[:MAXLEN]
             f = dict(f, info=info)
             self.answer(f["ip"], f["port"], f["seq"], info)
-        if defect("decrement-first"):
-            ttl = f["ttl"] - 1
-            forward = ttl > 0
-        else:
-            ttl = f["ttl"] - 1
-            forward = f["ttl"] > 0
+        ttl = f["ttl"] - 1
+        # The seed's rule tests, then decrements; the defect tests what is left.
+        forward = ttl > 0 if defect("decrement-first") else f["ttl"] > 0
         if forward:
             fwd = dict(f, ttl=ttl)
             for n in self.neighbours():
