@@ -301,8 +301,8 @@ fn list_defects_names_every_defect_and_bad_names_exit_2() {
 
 // ---------------------------------------------------------------- servent defects
 
-/// Asks `node` for `key` with seq 7 from a raw client, the frames sent as `bytes`
-/// after the ID; returns the answer's bytes if one comes.
+/// Sends `ID(reply port)` and then `request` (raw bytes) to `node` in one write, as a
+/// client; returns the bytes of the answer connection, if one comes within `limit`.
 fn raw_lookup(node: &Node, request: &[u8], limit: Duration) -> Option<Vec<u8>> {
     let replies = Replies::new();
     let mut first = id(replies.port());
@@ -372,8 +372,8 @@ fn one_read_per_message_servent_loses_coalesced_and_split_frames() {
         assert_eq!(coalesced.is_some(), expect, "coalesced:\n{}", node.log());
         // ID alone, then the KEYREQ in two segments: each half is dropped.
         let replies = Replies::new();
-        let mut client = connect(node, &id(replies.port()));
         let ids = node.log().matches("recv ID port=").count();
+        let mut client = connect(node, &id(replies.port()));
         wait_for("the ID", || {
             node.log().matches("recv ID port=").count() > ids
         });
