@@ -614,13 +614,21 @@ fn signed_ports_client_dies_on_a_reply_port_above_32767() {
 #[test]
 fn one_read_per_message_client_rejects_an_answer_in_two_segments() {
     for (defects, expect) in [(&[][..], true), (&["one-read-per-message"][..], false)] {
-        let fake = FakeServent::start(1, |port, seq| {
+        let fake = FakeServent::start(1, move |port, seq| {
             let bytes = resp(seq, b"split-value");
-            answer_in_pieces(
-                port,
-                &[&bytes[..5], &bytes[5..]],
-                Duration::from_millis(300),
-            );
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.set_nodelay(true).unwrap();
+            stream.write_all(&bytes[..5]).unwrap();
+            if expect {
+                std::thread::sleep(Duration::from_millis(300));
+            } else {
+                // The defective client takes the first segment for a whole message and
+                // closes: wait for that, however slow the machine, so that it cannot
+                // see both segments in one read.
+                stream.set_read_timeout(Some(LIMIT)).unwrap();
+                let _ = stream.read(&mut [0u8; 16]);
+            }
+            let _ = stream.write_all(&bytes[5..]);
         });
         let run = ref_client(&fake.addr, None, "? k\nQ\n", defects);
         fake.seqs();
