@@ -12,6 +12,7 @@
 //! - [`net`]: the `mio` loop that drives a servent over real sockets.
 //! - [`os_error`]: OS errors in the plain words of one-line messages.
 //! - [`cli`]: the binaries' shared exit statuses and one-line errors.
+//! - [`check`]: `tp3-check`, the conformance checker for servents and clients.
 //! - [`client`]: REPL commands and the answer window (pure), and the client's I/O.
 //! - [`trace`]: `servent --trace` events (JSON Lines), and `flood-view`'s drawing of
 //!   each query's flood from them. Pure but for the file writer.
@@ -19,6 +20,7 @@
 //! - [`logging`]: the servent's log output, which never blocks the loop.
 //! - `throttle`: rate limits for the log lines a peer can make repeat.
 
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod hashing;

@@ -1,0 +1,464 @@
+//! Servent cases about flooding: the checker plays two neighbours (A and B) the servent
+//! dialled, and a client. Absence ("not forwarded") is proved by a sentinel: a later
+//! flood sent on the same link must arrive first, since a link carries frames in order.
+
+use std::net::SocketAddrV4;
+
+use super::diagnose::{self, show_frame};
+use super::harness::{expect_frame, expect_on, keyflood, send, topoflood, Client, Instance, Setup};
+use super::peer::{Conn, SERVENT_IP};
+use super::{Case, CaseResult, Ctx, Failure, Problem};
+use crate::protocol::{Frame, TYPE_TOPOREQ};
+
+const TWO: Setup = Setup { neighbours: 2 };
+
+pub fn cases() -> Vec<Case> {
+    macro_rules! case {
+        ($id:literal, $section:literal, $title:literal, $run:expr) => {
+            Case {
+                id: $id,
+                section: $section,
+                title: $title,
+                run: $run,
+            }
+        };
+    }
+    vec![
+        case!(
+            "servent.keyreq-floods",
+            "§6.1",
+            "a KEYREQ goes to every neighbour as KEYFLOOD TTL 3 with the client's address",
+            keyreq_floods
+        ),
+        case!(
+            "servent.flood-answered",
+            "§6.2",
+            "a KEYFLOOD for a key it holds is answered at the flood's ip:port",
+            flood_answered
+        ),
+        case!(
+            "servent.ttl-decrement",
+            "§7",
+            "a flood with TTL 3, 2, 1 goes on with TTL 2, 1, 0",
+            ttl_decrement
+        ),
+        case!(
+            "servent.ttl-zero",
+            "§7",
+            "a flood with TTL 0 is answered but not forwarded",
+            ttl_zero
+        ),
+        case!(
+            "servent.not-back-to-sender",
+            "§6.2",
+            "a flood goes to every neighbour except the one it came from",
+            not_back_to_sender
+        ),
+        case!(
+            "servent.dedup",
+            "§6.3",
+            "a repeated flood is dropped: one answer, one forward",
+            dedup
+        ),
+        case!(
+            "servent.origin-remembers",
+            "§6.1 §11",
+            "its own client's query coming back is dropped: no second answer",
+            origin_remembers
+        ),
+        case!(
+            "servent.toporeq",
+            "§6.1 §8",
+            "TOPOREQ answered with \"ip:port\" and flooded as TOPOFLOOD TTL 3",
+            toporeq
+        ),
+        case!(
+            "servent.topo-append",
+            "§8",
+            "a TOPOFLOOD gets \" ip:port\" appended, answered and forwarded",
+            topo_append
+        ),
+        case!(
+            "servent.topo-trim",
+            "§8",
+            "a topology string ending in a space is trimmed before appending",
+            topo_trim
+        ),
+        case!(
+            "servent.neighbour-disconnects",
+            "§2",
+            "survives a neighbour that disconnects, and floods to the others",
+            neighbour_disconnects
+        ),
+    ]
+}
+
+/// The three checker-played parts around a servent: links A and B, and a client.
+struct Scene {
+    inst: Instance,
+    a: Conn,
+    b: Conn,
+    client: Client,
+}
+
+impl Scene {
+    fn start(ctx: &Ctx) -> Result<Scene, Problem> {
+        let mut inst = Instance::start(ctx, TWO)?;
+        let b = inst.links.pop().expect("two links");
+        let a = inst.links.pop().expect("two links");
+        let client = inst.client(ctx)?;
+        Ok(Scene { inst, a, b, client })
+    }
+
+    /// The client's reply address, as floods should carry it.
+    fn reply(&self) -> SocketAddrV4 {
+        self.client.reply_addr()
+    }
+
+    /// The servent's name in topology strings, as reached on a link it dialled to
+    /// 127.0.0.1 (§8: the local address of the connection the query came on).
+    fn me_on_link(&self) -> String {
+        format!("127.0.0.1:{}", self.inst.port)
+    }
+
+    /// Its name as its clients reach it (at 127.0.0.3).
+    fn me_for_client(&self) -> String {
+        format!("{SERVENT_IP}:{}", self.inst.port)
+    }
+}
+
+/// Reads the flood of the client's query on `link`. §11 lets a servent write, for a
+/// client on loopback, its own address reached (127.0.0.3 here) with the client's port
+/// instead of the client's IP: both are accepted, and the flood read is returned.
+fn expect_client_flood(
+    link: &mut Conn,
+    ctx: &Ctx,
+    want: &Frame,
+    what: &str,
+) -> Result<Frame, Problem> {
+    let got = link.read_frame(ctx.timing.timeout).map_err(|e| {
+        Failure::new(format!("{what}: the frame expected did not come"))
+            .expected(show_frame(&want.to_bytes()))
+            .got(e.describe(ctx.timing.timeout))
+    })?;
+    let mut own = want.clone();
+    if let Frame::KeyFlood(f) | Frame::TopoFlood(f) = &mut own {
+        f.client = SocketAddrV4::new(SERVENT_IP, f.client.port());
+    }
+    if got == own.to_bytes() {
+        return Ok(own);
+    }
+    expect_frame(&got, want, what)?;
+    Ok(want.clone())
+}
+
+/// The reply address a flood carries.
+fn client_of(f: &Frame) -> SocketAddrV4 {
+    match f {
+        Frame::KeyFlood(f) | Frame::TopoFlood(f) => f.client,
+        _ => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+    }
+}
+
+fn send_frame(link: &mut Conn, f: &Frame) -> Result<(), Problem> {
+    send(link, &f.to_bytes())
+}
+
+fn keyreq_floods(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    s.client.keyreq(7, b"rtmp")?;
+    let want = keyflood(3, 7, s.reply(), b"rtmp");
+    let sent = expect_client_flood(&mut s.a, ctx, &want, "the flood to neighbour A")?;
+    expect_on(&mut s.b, ctx, &sent, "the flood to neighbour B")?;
+    s.client.expect_no_answer(ctx, "it does not hold rtmp")?;
+    Ok(None)
+}
+
+fn flood_answered(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let f = keyflood(2, 12, s.reply(), b"alpha");
+    send_frame(&mut s.a, &f)?;
+    s.client.expect_answer(ctx, 12, b"first value")?;
+    Ok(None)
+}
+
+/// Sends `ttl` on A and expects `next` on B (or, when `None`, the sentinel first).
+fn forward_check(
+    s: &mut Scene,
+    ctx: &Ctx,
+    ttl: u16,
+    seq: u32,
+    next: Option<u16>,
+) -> Result<(), Problem> {
+    let reply = s.reply();
+    send_frame(&mut s.a, &keyflood(ttl, seq, reply, b"nothing-here"))?;
+    match next {
+        Some(t) => expect_on(
+            &mut s.b,
+            ctx,
+            &keyflood(t, seq, reply, b"nothing-here"),
+            &format!("a KEYFLOOD with TTL {ttl} forwarded to B"),
+        )
+        .map_err(|p| with_ttl_hint(p, t)),
+        None => {
+            let sentinel = keyflood(2, seq + 1, reply, b"sentinel");
+            send_frame(&mut s.a, &sentinel)?;
+            let got = s.b.read_frame(ctx.timing.timeout).map_err(|e| {
+                Failure::new("the sentinel KEYFLOOD (TTL 2) was not forwarded to B")
+                    .got(e.describe(ctx.timing.timeout))
+            })?;
+            if got == keyflood(1, seq + 1, reply, b"sentinel").to_bytes() {
+                return Ok(());
+            }
+            Err(Failure::new(format!("a KEYFLOOD with TTL {ttl} was forwarded (§7: a flood with TTL 0 goes no further)"))
+                .expected(format!("nothing, then the sentinel {}", show_frame(&keyflood(1, seq + 1, reply, b"sentinel").to_bytes())))
+                .got(show_frame(&got))
+                .diagnosis(diagnose::parse(&got).and_then(|f| match f {
+                    Frame::KeyFlood(fl) if fl.seq == seq && fl.ttl == u16::MAX => Some(
+                        "TTL 0 was decremented to 65535 and sent on: the TTL is decremented before it is tested".to_string(),
+                    ),
+                    _ => None,
+                }))
+                .into())
+        }
+    }
+}
+
+fn with_ttl_hint(p: Problem, want: u16) -> Problem {
+    match p {
+        Problem::Fail(f)
+            if f.lines.iter().any(|l| l.contains("sentinel"))
+                || f.what.contains("did not come") =>
+        {
+            let hint = if want == 0 {
+                vec!["TTL 1 was not forwarded: the TTL is decremented before it is tested (the 2019 assignment's rule; §7 follows the seed: test, then decrement)".to_string()]
+            } else {
+                vec![]
+            };
+            Problem::Fail(f.diagnosis(hint))
+        }
+        other => other,
+    }
+}
+
+fn ttl_decrement(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    forward_check(&mut s, ctx, 3, 300, Some(2))?;
+    forward_check(&mut s, ctx, 2, 200, Some(1))?;
+    // A TTL 1 flood that does not come on B: the sentinel tells it apart from a delay.
+    let reply = s.reply();
+    send_frame(&mut s.a, &keyflood(1, 100, reply, b"nothing-here"))?;
+    send_frame(&mut s.a, &keyflood(2, 101, reply, b"sentinel"))?;
+    let got = s.b.read_frame(ctx.timing.timeout).map_err(|e| {
+        Failure::new("a KEYFLOOD with TTL 1, then one with TTL 2, sent by A: nothing reached B")
+            .got(e.describe(ctx.timing.timeout))
+    })?;
+    let want = keyflood(0, 100, reply, b"nothing-here");
+    if got == keyflood(1, 101, reply, b"sentinel").to_bytes() {
+        return Err(Failure::new("a KEYFLOOD with TTL 1 was not forwarded (§7: test, then decrement: TTL 1 goes on with TTL 0)")
+            .expected(show_frame(&want.to_bytes()))
+            .got(format!("the next flood instead: {}", show_frame(&got)))
+            .diagnosis(["the TTL is decremented before it is tested (the 2019 assignment's rule, not the seed's that §7 follows)".to_string()])
+            .into());
+    }
+    expect_frame(&got, &want, "a KEYFLOOD with TTL 1 forwarded to B")?;
+    Ok(None)
+}
+
+fn ttl_zero(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    send_frame(&mut s.a, &keyflood(0, 400, reply, b"alpha"))?;
+    s.client
+        .expect_answer(ctx, 400, b"first value")
+        .map_err(|p| match p {
+            Problem::Fail(mut f) => {
+                f.what = format!(
+                    "a KEYFLOOD with TTL 0 for a key it holds: {} (§7: it still answers)",
+                    f.what
+                );
+                Problem::Fail(f)
+            }
+            o => o,
+        })?;
+    forward_check(&mut s, ctx, 0, 410, None)?;
+    Ok(None)
+}
+
+fn not_back_to_sender(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    send_frame(&mut s.a, &keyflood(2, 500, reply, b"nothing-here"))?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 500, reply, b"nothing-here"),
+        "the flood from A forwarded to B",
+    )?;
+    // Sentinel from B: A must see it before anything else.
+    send_frame(&mut s.b, &keyflood(2, 501, reply, b"sentinel"))?;
+    let got = s.a.read_frame(ctx.timing.timeout).map_err(|e| {
+        Failure::new("a flood sent by B was not forwarded to A").got(e.describe(ctx.timing.timeout))
+    })?;
+    if got == keyflood(1, 500, reply, b"nothing-here").to_bytes() {
+        return Err(Failure::new(
+            "the flood A sent came back to A (§6.2: every neighbour except the sender)",
+        )
+        .got(show_frame(&got))
+        .diagnosis(["it floods back to the sender".to_string()])
+        .into());
+    }
+    expect_frame(
+        &got,
+        &keyflood(1, 501, reply, b"sentinel"),
+        "the flood from B forwarded to A",
+    )?;
+    Ok(None)
+}
+
+fn dedup(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    let f = keyflood(2, 600, reply, b"alpha");
+    send_frame(&mut s.a, &f)?;
+    send_frame(&mut s.a, &f)?;
+    send_frame(&mut s.a, &keyflood(2, 601, reply, b"sentinel"))?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 600, reply, b"alpha"),
+        "the first copy forwarded to B",
+    )?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 601, reply, b"sentinel"),
+        "after the first copy, the sentinel (the second copy must be dropped, §6.3)",
+    )?;
+    s.client.expect_answer(ctx, 600, b"first value")?;
+    s.client
+        .expect_no_answer(ctx, "the second copy of a query is a duplicate (§6.3)")?;
+    Ok(None)
+}
+
+fn origin_remembers(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    s.client.keyreq(700, b"alpha")?;
+    s.client.expect_answer(ctx, 700, b"first value")?;
+    let out = expect_client_flood(
+        &mut s.a,
+        ctx,
+        &keyflood(3, 700, reply, b"alpha"),
+        "the flood to A",
+    )?;
+    expect_on(&mut s.b, ctx, &out, "the flood to B")?;
+    // A sends it back, as a cycle would.
+    send_frame(&mut s.a, &keyflood(1, 700, client_of(&out), b"alpha"))?;
+    send_frame(&mut s.a, &keyflood(2, 701, reply, b"sentinel"))?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 701, reply, b"sentinel"),
+        "after the echo of its own query (dropped), the sentinel",
+    )?;
+    s.client.expect_no_answer(
+        ctx,
+        "the echo of its own client's query: it forgot its own request",
+    )?;
+    Ok(None)
+}
+
+fn toporeq(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    let me = s.me_for_client();
+    send(
+        &mut s.client.conn,
+        &[(TYPE_TOPOREQ >> 8) as u8, TYPE_TOPOREQ as u8, 0, 0, 3, 0x20],
+    )?;
+    let want = topoflood(3, 800, reply, me.as_bytes());
+    let sent = expect_client_flood(&mut s.a, ctx, &want, "the TOPOFLOOD to A")
+        .map_err(|p| topo_hint(p, &me))?;
+    expect_on(&mut s.b, ctx, &sent, "the TOPOFLOOD to B").map_err(|p| topo_hint(p, &me))?;
+    s.client
+        .expect_answer(ctx, 800, me.as_bytes())
+        .map_err(|p| topo_hint(p, &me))?;
+    Ok(None)
+}
+
+/// Adds the topology-string diagnosis to a failure that shows a text.
+fn topo_hint(p: Problem, expected: &str) -> Problem {
+    match p {
+        Problem::Fail(f) => {
+            let got = f
+                .lines
+                .iter()
+                .find_map(|l| l.split_once("info=\"").or_else(|| l.split_once("value=\"")))
+                .map(|(_, rest)| rest.split('"').next().unwrap_or("").to_string());
+            match got {
+                Some(text) if text != expected => {
+                    Problem::Fail(f.diagnosis(diagnose::topology(expected, text.as_bytes())))
+                }
+                _ => Problem::Fail(f),
+            }
+        }
+        o => o,
+    }
+}
+
+fn topo_through(ctx: &Ctx, incoming: &str) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    let appended = format!("{} {}", incoming.trim_end(), s.me_on_link());
+    send_frame(&mut s.a, &topoflood(2, 900, reply, incoming.as_bytes()))?;
+    s.client
+        .expect_answer(ctx, 900, appended.as_bytes())
+        .map_err(|p| topo_hint(p, &appended))?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &topoflood(1, 900, reply, appended.as_bytes()),
+        "the TOPOFLOOD forwarded to B",
+    )
+    .map_err(|p| topo_hint(p, &appended))?;
+    Ok(None)
+}
+
+fn topo_append(ctx: &Ctx) -> CaseResult {
+    topo_through(ctx, "10.9.9.9:1234")
+}
+
+fn topo_trim(ctx: &Ctx) -> CaseResult {
+    topo_through(ctx, "10.9.9.9:1234 ")
+}
+
+fn neighbour_disconnects(ctx: &Ctx) -> CaseResult {
+    let Scene {
+        mut inst, a, mut b, ..
+    } = Scene::start(ctx)?;
+    drop(a);
+    // An accepted neighbour (ID(0) dialled by the checker) leaving too.
+    let mut extra = inst.dial(ctx)?;
+    send(&mut extra, &Frame::Id { port: 0 }.to_bytes())?;
+    drop(extra);
+    std::thread::sleep(ctx.timing.quiet / 2);
+    inst.still_serves(ctx, "after two neighbours disconnected")?;
+    // That request (seq 4242, alpha) went to B too.
+    let got = b.read_frame(ctx.timing.timeout).map_err(|e| {
+        Failure::new("after neighbour A left, a client's query was not flooded to neighbour B")
+            .got(e.describe(ctx.timing.timeout))
+    })?;
+    match diagnose::parse(&got) {
+        Some(Frame::KeyFlood(f)) if f.seq == 4242 && f.ttl == 3 => {}
+        _ => {
+            return Err(Failure::new(
+                "after neighbour A left, B got something else than the client's query",
+            )
+            .expected("KEYFLOOD ttl=3 seq=4242 key=\"alpha\"")
+            .got(show_frame(&got))
+            .into())
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,323 @@
+//! A servent under test with the checker's peers around it: the neighbours it dialled
+//! (links on which the checker reads its floods and sends its own), clients dialling it
+//! from 127.0.0.2, and their reply listeners. Also the expectations cases share:
+//! "this answer", "no answer", "this flood next on that link".
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::Stdio;
+
+use super::diagnose::{self, hex, show_frame};
+use super::peer::{Answer, Conn, Listener, CLIENT_IP, SERVENT_IP};
+use super::target::{free_port, Fill, Process, ScratchFile};
+use super::{Ctx, Failure, Problem};
+use crate::protocol::{Flood, Frame, Text};
+
+/// The key-value file most cases use (§12): tabs, a `#` in a value, comments, a
+/// duplicate, a 400-byte key.
+pub fn standard_kv() -> Vec<u8> {
+    let mut kv = String::from(
+        "# the checker's key-value file: this line is a comment\n\
+         alpha first value\n\
+         tabbed\tvalue\twith\ttabs\n\
+         hashed   80/tcp   www   # this is part of the value\n\
+         \x20  # an indented comment\n\
+         dup first\n\
+         dup second\n\
+         keyonly\n\
+         ten RedesRules\n",
+    );
+    kv.push_str(&"K".repeat(400));
+    kv.push_str(" the value of a 400-byte key\n");
+    kv.into_bytes()
+}
+
+/// What an instance needs.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    /// Neighbours the checker plays (listeners the servent dials).
+    pub neighbours: usize,
+}
+
+/// One running servent under test, with the links it dialled to the checker.
+pub struct Instance {
+    pub process: Process,
+    pub port: u16,
+    /// The neighbour links, in the order of `{neighbours}`; its first frame (ID(0))
+    /// already read.
+    pub links: Vec<Conn>,
+    _kv: Option<ScratchFile>,
+}
+
+fn start_failure(what: String) -> Problem {
+    Problem::Fail(Failure::new(what))
+}
+
+impl Instance {
+    /// Starts the servent with the standard key-value file and `setup.neighbours`
+    /// neighbours, waits until it listens and has dialled and identified itself to
+    /// each of them. SKIP when the command cannot express what the case needs.
+    pub fn start(ctx: &Ctx, setup: Setup) -> Result<Instance, Problem> {
+        let t = &ctx.template;
+        if !t.has("{kv}") {
+            return Err(Problem::Skip(
+                "the command has no {kv}: the checker cannot give it keys".into(),
+            ));
+        }
+        if setup.neighbours > 0 && !t.has("{neighbours}") {
+            return Err(Problem::Skip(
+                "the command has no {neighbours}: the checker cannot be its neighbour".into(),
+            ));
+        }
+        let kv = ScratchFile::write("servent.kv", &standard_kv())
+            .map_err(|e| start_failure(format!("cannot write the key-value file: {e}")))?;
+        let mut listeners = Vec::new();
+        for _ in 0..setup.neighbours {
+            listeners.push(
+                Listener::bind(Ipv4Addr::LOCALHOST, 0)
+                    .map_err(|e| start_failure(format!("cannot listen as a neighbour: {e}")))?,
+            );
+        }
+        let port = free_port().map_err(|e| start_failure(format!("no free port: {e}")))?;
+        let fill = Fill {
+            port,
+            kv: Some(kv.0.clone()),
+            neighbours: listeners.iter().map(|l| l.addr).collect(),
+            servent: None,
+        };
+        let mut process =
+            Process::spawn(t, &fill, Stdio::null(), Stdio::null()).map_err(start_failure)?;
+        process
+            .wait_listening(port, ctx.timing.start)
+            .map_err(start_failure)?;
+        let mut links = Vec::new();
+        for l in &listeners {
+            let Some((mut conn, _)) = l.accept(ctx.timing.start) else {
+                return Err(Failure::new(format!(
+                    "the servent never dialled its neighbour {} (§6: it dials every neighbour \
+                     named on its command line)",
+                    l.addr
+                ))
+                .into());
+            };
+            let first = conn.read_frame(ctx.timing.timeout).map_err(|e| {
+                Failure::new(format!("the link to neighbour {} carried no ID(0)", l.addr))
+                    .expected(format!("ID(0): {}", hex(&Frame::Id { port: 0 }.to_bytes())))
+                    .got(e.describe(ctx.timing.timeout))
+            })?;
+            expect_frame(
+                &first,
+                &Frame::Id { port: 0 },
+                &format!("the first frame on the link to {}", l.addr),
+            )?;
+            links.push(conn);
+        }
+        Ok(Instance {
+            process,
+            port,
+            links,
+            _kv: Some(kv),
+        })
+    }
+
+    /// Where the checker's clients reach it.
+    pub fn addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(SERVENT_IP, self.port)
+    }
+
+    /// A client from 127.0.0.2 with a reply listener on a port ≥ 32768, its ID sent.
+    pub fn client(&self, ctx: &Ctx) -> Result<Client, Problem> {
+        let reply = Listener::bind_in_half(CLIENT_IP, true)
+            .map_err(|e| start_failure(format!("cannot open a reply listener: {e}")))?;
+        self.client_with(ctx, reply)
+    }
+
+    /// A client whose reply listener is `reply`, its ID sent.
+    pub fn client_with(&self, ctx: &Ctx, reply: Listener) -> Result<Client, Problem> {
+        let mut conn = self.dial(ctx)?;
+        send(
+            &mut conn,
+            &Frame::Id {
+                port: reply.addr.port(),
+            }
+            .to_bytes(),
+        )?;
+        Ok(Client { conn, reply })
+    }
+
+    /// A bare connection from 127.0.0.2, nothing sent.
+    pub fn dial(&self, ctx: &Ctx) -> Result<Conn, Problem> {
+        Conn::dial(CLIENT_IP, self.addr(), ctx.timing.timeout).map_err(|e| {
+            let mut f = Failure::new(format!(
+                "cannot connect to the servent at {}: {e}",
+                self.addr()
+            ));
+            let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);
+            if Conn::dial(CLIENT_IP, local, ctx.timing.timeout).is_ok() {
+                f = f.diagnosis([format!(
+                    "it accepts at {local} only: it listens on 127.0.0.1, not on all interfaces, \
+                     so no other host can reach it"
+                )]);
+            }
+            f.into()
+        })
+    }
+
+    /// FAIL unless the process still runs and a fresh client gets an answer.
+    pub fn still_serves(&mut self, ctx: &Ctx, after: &str) -> Result<(), Problem> {
+        if let Some(status) = self.process.exited() {
+            return Err(Failure::new(format!("the servent ended ({status}) {after}")).into());
+        }
+        let mut c = self.client(ctx).map_err(|p| match p {
+            Problem::Fail(f) => Problem::Fail(Failure::new(format!("{} {after}", f.what))),
+            skip => skip,
+        })?;
+        c.keyreq(4242, b"alpha")?;
+        c.expect_answer(ctx, 4242, b"first value")
+            .map_err(|p| match p {
+                Problem::Fail(mut f) => {
+                    f.what = format!(
+                        "{after}, a new client's request went unanswered: {}",
+                        f.what
+                    );
+                    Problem::Fail(f)
+                }
+                skip => skip,
+            })?;
+        Ok(())
+    }
+}
+
+/// A client the checker plays.
+pub struct Client {
+    pub conn: Conn,
+    pub reply: Listener,
+}
+
+impl Client {
+    /// Its reply address as the servent should see it.
+    pub fn reply_addr(&self) -> SocketAddrV4 {
+        self.reply.addr
+    }
+
+    pub fn keyreq(&mut self, seq: u32, key: &[u8]) -> Result<(), Problem> {
+        send(&mut self.conn, &keyreq(seq, key))
+    }
+
+    /// One answer: a new connection carrying exactly one RESP(seq, value), then closed.
+    pub fn expect_answer(&self, ctx: &Ctx, seq: u32, value: &[u8]) -> Result<Answer, Problem> {
+        let want = Frame::Resp {
+            seq,
+            value: Text::new(value).expect("values in cases are ≤ 400 bytes"),
+        };
+        let Some(answer) = self.reply.answer(ctx.timing.timeout) else {
+            return Err(Failure::new(format!(
+                "no answer reached the reply listener {} within {:.0} s",
+                self.reply.addr,
+                ctx.timing.timeout.as_secs_f64()
+            ))
+            .expected(show_frame(&want.to_bytes()))
+            .got("no connection")
+            .into());
+        };
+        check_answer(&answer, &want)?;
+        Ok(answer)
+    }
+
+    /// No answer within the quiet period.
+    pub fn expect_no_answer(&self, ctx: &Ctx, why: &str) -> Result<(), Problem> {
+        match self.reply.answer(ctx.timing.quiet) {
+            None => Ok(()),
+            Some(a) => Err(
+                Failure::new(format!("an answer came where none should ({why})"))
+                    .got(a.describe())
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// FAIL unless `answer` is exactly one `want`, closed after it.
+pub fn check_answer(answer: &Answer, want: &Frame) -> Result<(), Problem> {
+    let wanted = want.to_bytes();
+    match answer.frames.as_slice() {
+        [one] if *one == wanted && answer.trouble.is_none() => Ok(()),
+        [one] if *one == wanted => Err(Failure::new("the RESP was right, but the reply connection did not end cleanly after it (§9: one RESP, then closed)")
+            .got(answer.describe())
+            .into()),
+        [one, ..] if *one == wanted => Err(Failure::new(format!(
+            "{} frames on one reply connection (§9: exactly one RESP)",
+            answer.frames.len()
+        ))
+        .got(answer.describe())
+        .into()),
+        frames => {
+            let first = frames.first().cloned().unwrap_or_default();
+            Err(Failure::new("the answer is not the RESP expected")
+                .expected(show_frame(&wanted))
+                .got(answer.describe())
+                .diagnosis(diagnose::compare(want, &first))
+                .into())
+        }
+    }
+}
+
+/// FAIL unless `got` is exactly `want`.
+pub fn expect_frame(got: &[u8], want: &Frame, what: &str) -> Result<(), Problem> {
+    if got == want.to_bytes().as_slice() {
+        return Ok(());
+    }
+    Err(Failure::new(format!("{what} is not the frame expected"))
+        .expected(show_frame(&want.to_bytes()))
+        .got(show_frame(got))
+        .diagnosis(diagnose::compare(want, got))
+        .into())
+}
+
+/// Reads the next frame on a link and FAILs unless it is `want`.
+pub fn expect_on(link: &mut Conn, ctx: &Ctx, want: &Frame, what: &str) -> Result<(), Problem> {
+    let got = link.read_frame(ctx.timing.timeout).map_err(|e| {
+        Failure::new(format!("{what}: the frame expected did not come"))
+            .expected(show_frame(&want.to_bytes()))
+            .got(e.describe(ctx.timing.timeout))
+    })?;
+    expect_frame(&got, want, what)
+}
+
+pub fn send(conn: &mut Conn, bytes: &[u8]) -> Result<(), Problem> {
+    conn.send(bytes).map_err(|e| {
+        Failure::new(format!("writing {} to the servent failed: {e}", hex(bytes))).into()
+    })
+}
+
+pub fn keyreq(seq: u32, key: &[u8]) -> Vec<u8> {
+    Frame::KeyReq {
+        seq,
+        key: Text::new(key).expect("keys in cases are ≤ 400 bytes"),
+    }
+    .to_bytes()
+}
+
+pub fn keyflood(ttl: u16, seq: u32, client: SocketAddrV4, key: &[u8]) -> Frame {
+    Frame::KeyFlood(Flood {
+        ttl,
+        seq,
+        client,
+        text: Text::new(key).expect("keys in cases are ≤ 400 bytes"),
+    })
+}
+
+pub fn topoflood(ttl: u16, seq: u32, client: SocketAddrV4, info: &[u8]) -> Frame {
+    Frame::TopoFlood(Flood {
+        ttl,
+        seq,
+        client,
+        text: Text::new(info).expect("texts in cases are ≤ 400 bytes"),
+    })
+}
+
+pub fn resp(seq: u32, value: &[u8]) -> Frame {
+    Frame::Resp {
+        seq,
+        value: Text::new(value).expect("values in cases are ≤ 400 bytes"),
+    }
+}
