@@ -119,6 +119,42 @@ impl Instance {
         })
     }
 
+    /// Starts one node of a network of instances under test: on `port`, holding `kv`,
+    /// naming `peers` (other instances, already listening) as its neighbours. Waits
+    /// until it listens; its links are not waited for.
+    pub fn start_node(
+        ctx: &Ctx,
+        port: u16,
+        kv: &[u8],
+        peers: &[SocketAddrV4],
+    ) -> Result<Instance, Problem> {
+        let t = &ctx.template;
+        if !t.has("{kv}") || !t.has("{neighbours}") {
+            return Err(Problem::Skip(
+                "a network needs {kv} and {neighbours} in the command".into(),
+            ));
+        }
+        let kv = ScratchFile::write("node.kv", kv)
+            .map_err(|e| start_failure(format!("cannot write the key-value file: {e}")))?;
+        let fill = Fill {
+            port,
+            kv: Some(kv.0.clone()),
+            neighbours: peers.to_vec(),
+            servent: None,
+        };
+        let mut process =
+            Process::spawn(t, &fill, Stdio::null(), Stdio::null()).map_err(start_failure)?;
+        process
+            .wait_listening(port, ctx.timing.start)
+            .map_err(start_failure)?;
+        Ok(Instance {
+            process,
+            port,
+            links: Vec::new(),
+            _kv: Some(kv),
+        })
+    }
+
     /// Where the checker's clients reach it.
     pub fn addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(SERVENT_IP, self.port)

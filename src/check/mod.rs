@@ -9,7 +9,7 @@
 //! - [`target`]: the command template, spawning and killing the implementation.
 //! - [`peer`]: the checker's own sockets: clients, neighbours, reply listeners.
 //! - [`diagnose`]: hex dumps and the guesses that name a defect.
-//! - [`servent_cases`], [`flood_cases`]: the servent's catalogue; [`client_cases`]: the
+//! - [`servent_cases`], [`flood_cases`], [`network_cases`]: the servent's catalogue; [`client_cases`]: the
 //!   client's. [`harness`]: the running servent and the checker's peers around it.
 //! - [`report`]: the table on stdout, JUnit XML and JSON.
 
@@ -17,6 +17,7 @@ pub mod client_cases;
 pub mod diagnose;
 pub mod flood_cases;
 pub mod harness;
+pub mod network_cases;
 pub mod peer;
 pub mod report;
 pub mod servent_cases;
@@ -162,6 +163,7 @@ pub fn catalogue(role: Role) -> Vec<Case> {
         Role::Servent => {
             let mut cases = servent_cases::cases();
             cases.extend(flood_cases::cases());
+            cases.extend(network_cases::cases());
             cases
         }
         Role::Client => client_cases::cases(),
