@@ -192,3 +192,35 @@ fn a_command_without_kv_or_neighbours_skips_what_it_cannot_do() {
     assert!(stdout.contains("SKIP  servent.keyreq-floods"), "{stdout}");
     assert!(stdout.contains("no {neighbours}"), "{stdout}");
 }
+
+#[test]
+fn every_client_case_passes_against_our_client() {
+    const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+    let json = scratch("client.json");
+    let out = check(&[
+        "client",
+        "--json",
+        json.to_str().unwrap(),
+        "--",
+        CLIENT,
+        "{port}",
+        "{servent}",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let ids = listed("client");
+    assert!(ids.len() >= 10, "{ids:?}");
+    assert!(ids.iter().all(|i| i.starts_with("client.")), "{ids:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), ids.len());
+    assert!(cases.iter().all(|c| c["verdict"] == "PASS"), "{report}");
+    assert_eq!(report["role"], "client");
+    let _ = std::fs::remove_file(json);
+}

@@ -168,6 +168,15 @@ impl Process {
         }
     }
 
+    /// Everything it wrote on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .as_ref()
+            .and_then(|f| std::fs::read(&f.0).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
     /// `; its stderr ended: ...` with its last three lines, or nothing.
     fn stderr_tail(&self) -> String {
         let Some(text) = self.stderr.as_ref().and_then(|f| std::fs::read(&f.0).ok()) else {
