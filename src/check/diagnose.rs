@@ -185,6 +185,26 @@ pub fn topology(expected: &str, got: &[u8]) -> Vec<String> {
     if got.replace(' ', "") == expected.replace(' ', "") && !got.contains(' ') {
         out.push("appended without the space (§8: one space between entries)".into());
     }
+    let (want, have): (Vec<&str>, Vec<&str>) = (
+        expected.split_whitespace().collect(),
+        got.split_whitespace().collect(),
+    );
+    for (w, h) in want.iter().zip(&have) {
+        let (Some((wip, wport)), Some((hip, hport))) = (w.rsplit_once(':'), h.rsplit_once(':'))
+        else {
+            continue;
+        };
+        if wip == hip && wport != hport {
+            out.push(format!(
+                "{h} names the right address but port {hport}, not the listening port \
+                 {wport}: the connection's own (ephemeral) port? (§8: the port it listens on)"
+            ));
+        } else if wport == hport && wip != hip {
+            out.push(format!(
+                "{h}: address {hip}, expected {wip}, the address it was reached at (§8)"
+            ));
+        }
+    }
     if out.is_empty() {
         out.push(format!("{got:?} is not {expected:?}"));
     }

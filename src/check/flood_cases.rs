@@ -394,6 +394,7 @@ fn topo_hint(p: Problem, expected: &str) -> Problem {
             let got = f
                 .lines
                 .iter()
+                .filter(|l| l.starts_with("got:"))
                 .find_map(|l| l.split_once("info=\"").or_else(|| l.split_once("value=\"")))
                 .map(|(_, rest)| rest.split('"').next().unwrap_or("").to_string());
             match got {

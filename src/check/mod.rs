@@ -121,7 +121,10 @@ impl Failure {
 
     pub fn diagnosis(mut self, hints: impl IntoIterator<Item = String>) -> Failure {
         for h in hints {
-            self.lines.push(format!("diagnosis: {h}"));
+            let line = format!("diagnosis: {h}");
+            if !self.lines.contains(&line) {
+                self.lines.push(line);
+            }
         }
         self
     }

@@ -207,16 +207,15 @@ fn diamond_topology(ctx: &Ctx) -> CaseResult {
             } else {
                 topo.join(" | ")
             })
-            .diagnosis(topo.iter().flat_map(|t| {
-                let model = want
-                    .iter()
-                    .find(|w| w.replace(' ', "") == t.replace(' ', ""))
-                    .cloned()
-                    .unwrap_or_default();
-                if model.is_empty() || model == *t {
-                    Vec::new()
-                } else {
-                    super::diagnose::topology(&model, t.as_bytes())
+            .diagnosis(topo.iter().filter(|t| !want.contains(t)).flat_map(|t| {
+                // Compared with the expected path of as many entries.
+                let n = t.split_whitespace().count();
+                let mut paths = want.iter().map(|w| w.split(" (or ").next().unwrap_or(w));
+                match paths.find(|w| w.split_whitespace().count() == n) {
+                    Some(model) => super::diagnose::topology(model, t.as_bytes()),
+                    None => vec![format!(
+                        "{t:?}: a path of {n} servents, where none is expected"
+                    )],
                 }
             }))
             .into(),

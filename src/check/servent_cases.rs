@@ -165,7 +165,7 @@ pub fn cases() -> Vec<Case> {
         case!(
             "servent.kv-comment",
             "§12",
-            "a line starting with # is a comment, not key \"#\"",
+            "a line whose first non-blank is # is a comment, indented too",
             kv_comment
         ),
         case!(
@@ -527,7 +527,15 @@ fn kv_comment(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
     let mut c = inst.client(ctx)?;
     c.keyreq(103, b"#")?;
-    c.expect_no_answer(ctx, "a line starting with # is a comment")?;
+    c.expect_no_answer(ctx, "lines starting with # are comments")
+        .map_err(|p| match p {
+            Problem::Fail(f) if f.lines.iter().any(|l| l.contains("an indented comment")) => Problem::Fail(f.diagnosis([
+                "the indented comment line `   # an indented comment` was read as key `#`: a comment is a line whose first \
+                 non-blank character is # (§12)"
+                    .to_string(),
+            ])),
+            other => other,
+        })?;
     Ok(None)
 }
 
