@@ -5,7 +5,9 @@
 use std::net::SocketAddrV4;
 
 use super::diagnose::{self, show_frame};
-use super::harness::{expect_frame, expect_on, keyflood, send, topoflood, Client, Instance, Setup};
+use super::harness::{
+    expect_frame, expect_on, keyflood, read_expecting, send, topoflood, Client, Instance, Setup,
+};
 use super::peer::{Conn, SERVENT_IP};
 use super::{Case, CaseResult, Ctx, Failure, Problem};
 use crate::protocol::{Frame, TYPE_TOPOREQ};
@@ -136,11 +138,7 @@ fn expect_client_flood(
     want: &Frame,
     what: &str,
 ) -> Result<Frame, Problem> {
-    let got = link.read_frame(ctx.timing.timeout).map_err(|e| {
-        Failure::new(format!("{what}: the frame expected did not come"))
-            .expected(show_frame(&want.to_bytes()))
-            .got(e.describe(ctx.timing.timeout))
-    })?;
+    let got = read_expecting(link, ctx, want, what)?;
     let mut own = want.clone();
     if let Frame::KeyFlood(f) | Frame::TopoFlood(f) = &mut own {
         f.client = SocketAddrV4::new(SERVENT_IP, f.client.port());

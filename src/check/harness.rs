@@ -160,9 +160,10 @@ impl Instance {
         SocketAddrV4::new(SERVENT_IP, self.port)
     }
 
-    /// A client from 127.0.0.2 with a reply listener on a port ≥ 32768, its ID sent.
+    /// A client from 127.0.0.2 with a reply listener on a port below 32768 (so that
+    /// signed ports fail servent.reply-port-high alone), its ID sent.
     pub fn client(&self, ctx: &Ctx) -> Result<Client, Problem> {
-        let reply = Listener::bind_in_half(CLIENT_IP, true)
+        let reply = Listener::bind_in_half(CLIENT_IP, false)
             .map_err(|e| start_failure(format!("cannot open a reply listener: {e}")))?;
         self.client_with(ctx, reply)
     }
@@ -287,7 +288,7 @@ pub fn check_answer(answer: &Answer, want: &Frame) -> Result<(), Problem> {
         .got(answer.describe())
         .into()),
         frames => {
-            let first = frames.first().cloned().unwrap_or_default();
+            let first = frames.first().cloned().unwrap_or_else(|| answer.raw.clone());
             Err(Failure::new("the answer is not the RESP expected")
                 .expected(show_frame(&wanted))
                 .got(answer.describe())
@@ -311,12 +312,28 @@ pub fn expect_frame(got: &[u8], want: &Frame, what: &str) -> Result<(), Problem>
 
 /// Reads the next frame on a link and FAILs unless it is `want`.
 pub fn expect_on(link: &mut Conn, ctx: &Ctx, want: &Frame, what: &str) -> Result<(), Problem> {
-    let got = link.read_frame(ctx.timing.timeout).map_err(|e| {
+    let got = read_expecting(link, ctx, want, what)?;
+    expect_frame(&got, want, what)
+}
+
+/// The next frame on a link, or a FAIL saying what came instead of `want`.
+pub fn read_expecting(
+    link: &mut Conn,
+    ctx: &Ctx,
+    want: &Frame,
+    what: &str,
+) -> Result<Vec<u8>, Problem> {
+    link.read_frame(ctx.timing.timeout).map_err(|e| {
         Failure::new(format!("{what}: the frame expected did not come"))
             .expected(show_frame(&want.to_bytes()))
             .got(e.describe(ctx.timing.timeout))
-    })?;
-    expect_frame(&got, want, what)
+            .diagnosis(if e.bytes().is_empty() {
+                Vec::new()
+            } else {
+                diagnose::compare(want, e.bytes())
+            })
+            .into()
+    })
 }
 
 pub fn send(conn: &mut Conn, bytes: &[u8]) -> Result<(), Problem> {

@@ -34,6 +34,14 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// The bytes that came before the trouble.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            ReadError::Timeout(b) | ReadError::Closed(b) | ReadError::Corrupt(b, _) => b,
+            ReadError::Io(_) => &[],
+        }
+    }
+
     /// One line for a report: what came.
     pub fn describe(&self, waited: Duration) -> String {
         let secs = waited.as_secs_f64();
@@ -250,6 +258,8 @@ pub struct Answer {
     pub frames: Vec<Vec<u8>>,
     /// What ended it, when it was not a clean close after whole frames.
     pub trouble: Option<String>,
+    /// Every byte that came, whole frames or not.
+    pub raw: Vec<u8>,
 }
 
 impl Answer {
@@ -286,18 +296,26 @@ impl Listener {
     /// Accepts one reply connection and reads it to its end (the servent closes it).
     pub fn answer(&self, timeout: Duration) -> Option<Answer> {
         let (mut conn, from) = self.accept(timeout)?;
-        let mut frames = Vec::new();
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut raw = Vec::new();
         let trouble = loop {
             match conn.read_frame(timeout) {
-                Ok(f) => frames.push(f),
+                Ok(f) => {
+                    raw.extend_from_slice(&f);
+                    frames.push(f);
+                }
                 Err(ReadError::Closed(b)) if b.is_empty() => break None,
-                Err(e) => break Some(e.describe(timeout)),
+                Err(e) => {
+                    raw.extend_from_slice(e.bytes());
+                    break Some(e.describe(timeout));
+                }
             }
         };
         Some(Answer {
             from,
             frames,
             trouble,
+            raw,
         })
     }
 

@@ -208,7 +208,7 @@ fn id_port(ctx: &Ctx) -> CaseResult {
 
 fn id_zero(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let reply = Listener::bind_in_half(CLIENT_IP, true)
+    let reply = Listener::bind_in_half(CLIENT_IP, false)
         .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
     let mut link = inst.dial(ctx)?;
     send(&mut link, &Frame::Id { port: 0 }.to_bytes())?;
@@ -261,7 +261,7 @@ fn nothing_on_client_connection(ctx: &Ctx) -> CaseResult {
 
 fn split_bytewise(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let reply = Listener::bind_in_half(CLIENT_IP, true)
+    let reply = Listener::bind_in_half(CLIENT_IP, false)
         .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
     let mut conn = inst.dial(ctx)?;
     let mut bytes = Frame::Id {
@@ -284,7 +284,7 @@ fn split_bytewise(ctx: &Ctx) -> CaseResult {
 
 fn coalesced(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let reply = Listener::bind_in_half(CLIENT_IP, true)
+    let reply = Listener::bind_in_half(CLIENT_IP, false)
         .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
     let mut conn = inst.dial(ctx)?;
     let mut bytes = Frame::Id {
@@ -345,7 +345,9 @@ fn key_400(ctx: &Ctx) -> CaseResult {
 
 fn reply_port_high(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let mut high = inst.client(ctx)?;
+    let high = Listener::bind_in_half(CLIENT_IP, true)
+        .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
+    let mut high = inst.client_with(ctx, high)?;
     high.keyreq(61, b"alpha")?;
     let Err(problem) = high.expect_answer(ctx, 61, b"first value") else {
         return Ok(None);
