@@ -210,3 +210,76 @@ pub fn topology(expected: &str, got: &[u8]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Flood, Text};
+    use std::net::SocketAddrV4;
+
+    fn resp(seq: u32, value: &str) -> Frame {
+        Frame::Resp {
+            seq,
+            value: Text::new(value).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_byte_swapped_length_is_called_little_endian() {
+        let mut got = resp(7, "RedesRules").to_bytes();
+        got.swap(6, 7);
+        let hints = compare(&resp(7, "RedesRules"), &got);
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(
+            hints[0].contains("length field is little-endian"),
+            "{hints:?}"
+        );
+        assert!(hints[0].contains("0a 00 = 2560"), "{hints:?}");
+    }
+
+    #[test]
+    fn another_query_is_named_as_such_and_nothing_else() {
+        let hints = compare(&resp(7, "a"), &resp(8, "bb").to_bytes());
+        assert_eq!(hints, ["another query's frame came (seq 8, expected 7)"]);
+    }
+
+    #[test]
+    fn loopback_in_a_flood_is_called_hard_coded() {
+        let flood = |ip: [u8; 4]| {
+            Frame::KeyFlood(Flood {
+                ttl: 3,
+                seq: 1,
+                client: SocketAddrV4::new(ip.into(), 5151),
+                text: Text::new("k").unwrap(),
+            })
+        };
+        let hints = compare(&flood([10, 0, 0, 2]), &flood([127, 0, 0, 1]).to_bytes());
+        assert!(hints[0].contains("hard-coded"), "{hints:?}");
+    }
+
+    #[test]
+    fn ttl_one_short_is_the_2019_rule() {
+        assert!(ttl_hint(2, 1).contains("2019"));
+        assert!(ttl_hint(2, 3).contains("not decremented"));
+    }
+
+    #[test]
+    fn topology_strings_are_diagnosed() {
+        let want = "10.0.0.1:5001 10.0.0.2:5002";
+        assert!(topology(want, b"10.0.0.1:500110.0.0.2:5002")[0].contains("without the space"));
+        assert!(topology(want, b"10.0.0.1:5001  10.0.0.2:5002")[0].contains("two spaces"));
+        assert!(topology(want, b"10.0.0.1:5001 10.0.0.2:5002 ")[0].contains("trailing"));
+        let port = topology(want, b"10.0.0.1:5001 10.0.0.2:41234");
+        assert!(port[0].contains("not the listening port 5002"), "{port:?}");
+        assert!(topology(want, b"10.0.0.1:5001 0.0.0.0:5002")
+            .iter()
+            .any(|h| h.contains("0.0.0.0")));
+    }
+
+    #[test]
+    fn hex_is_cut_after_64_bytes() {
+        assert_eq!(hex(&[0, 9]), "00 09");
+        assert!(hex(&[0; 100]).ends_with("… (100 bytes)"));
+        assert_eq!(hex(&[]), "(no bytes)");
+    }
+}

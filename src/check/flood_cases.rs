@@ -327,11 +327,13 @@ fn dedup(ctx: &Ctx) -> CaseResult {
         &keyflood(1, 600, reply, b"alpha"),
         "the first copy forwarded to B",
     )?;
-    expect_on(
+    sentinel_after(
         &mut s.b,
         ctx,
         &keyflood(1, 601, reply, b"sentinel"),
-        "after the first copy, the sentinel (the second copy must be dropped, §6.3)",
+        &keyflood(1, 600, reply, b"alpha"),
+        "the second copy of a flood was forwarded too (§6.3: a query is handled once)",
+        "no seen set: duplicates are handled again",
     )?;
     s.client.expect_answer(ctx, 600, b"first value")?;
     s.client
@@ -354,11 +356,13 @@ fn origin_remembers(ctx: &Ctx) -> CaseResult {
     // A sends it back, as a cycle would.
     send_frame(&mut s.a, &keyflood(1, 700, client_of(&out), b"alpha"))?;
     send_frame(&mut s.a, &keyflood(2, 701, reply, b"sentinel"))?;
-    expect_on(
+    sentinel_after(
         &mut s.b,
         ctx,
         &keyflood(1, 701, reply, b"sentinel"),
-        "after the echo of its own query (dropped), the sentinel",
+        &keyflood(0, 700, client_of(&out), b"alpha"),
+        "the echo of its own client's query was forwarded (§6.1: the first servent records its client's queries)",
+        "it forgets its own request: queries from its clients are not put in the seen set",
     )?;
     s.client.expect_no_answer(
         ctx,
@@ -404,6 +408,30 @@ fn topo_hint(p: Problem, expected: &str) -> Problem {
         }
         o => o,
     }
+}
+
+/// Reads the next frame on `link`: FAIL with `what` and `hint` when it is `wrong`
+/// (a frame that should have been dropped), and unless it is `sentinel`.
+fn sentinel_after(
+    link: &mut Conn,
+    ctx: &Ctx,
+    sentinel: &Frame,
+    wrong: &Frame,
+    what: &str,
+    hint: &str,
+) -> Result<(), Problem> {
+    let got = read_expecting(link, ctx, sentinel, "the sentinel flood")?;
+    if got == wrong.to_bytes() {
+        return Err(Failure::new(what)
+            .expected(format!(
+                "only the sentinel, {}",
+                show_frame(&sentinel.to_bytes())
+            ))
+            .got(show_frame(&got))
+            .diagnosis([hint.to_string()])
+            .into());
+    }
+    expect_frame(&got, sentinel, "the sentinel flood")
 }
 
 fn topo_through(ctx: &Ctx, incoming: &str) -> CaseResult {
