@@ -17,10 +17,10 @@ use super::{Case, CaseResult, Ctx, Failure, Problem};
 use crate::protocol::Frame;
 
 /// Where the checker's answering servents speak from.
-const ANSWER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+pub(super) const ANSWER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
 /// The client's answer window (§10), and a margin for a slow machine.
-const WINDOW: Duration = Duration::from_secs(4);
+pub(super) const WINDOW: Duration = Duration::from_secs(4);
 
 const NO_ANSWER: &[&str] = &["no answer", "nenhuma resposta"];
 const UNKNOWN: &[&str] = &["unknown command", "comando desconhecido"];
@@ -91,6 +91,9 @@ pub fn cases() -> Vec<Case> {
             "a RESP with another seq is discarded with a message naming its source",
             wrong_seq
         ),
+        case!("client.answers-at-once", "§10", "two answer connections open at once are both printed", super::client_window_cases::answers_at_once),
+        case!("client.not-resp", "§10", "a frame other than RESP on a reply connection is discarded with a message naming its source", super::client_window_cases::not_resp),
+        case!("client.window-restart", "§10", "each answer restarts the 4-second window: answers at 3 s and 6 s are both printed", super::client_window_cases::window_restart),
         case!(
             "client.no-answer",
             "§10",
@@ -120,13 +123,13 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A client under test, the servent it talks to (played by the checker), its output.
-struct Scene {
+pub(super) struct Scene {
     process: Process,
     stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<String>>,
     conn: Conn,
     /// The reply port it announced in its ID.
-    reply_port: u16,
+    pub(super) reply_port: u16,
     /// `{port}`, when the command has it.
     port: Option<u16>,
     /// The ID frame's bytes.
@@ -134,7 +137,7 @@ struct Scene {
 }
 
 impl Scene {
-    fn start(ctx: &Ctx) -> Result<Scene, Problem> {
+    pub(super) fn start(ctx: &Ctx) -> Result<Scene, Problem> {
         let servent = Listener::bind(Ipv4Addr::LOCALHOST, 0)
             .map_err(|e| Failure::new(format!("cannot listen as its servent: {e}")))?;
         let port = if ctx.template.has("{port}") {
@@ -207,7 +210,7 @@ impl Scene {
         })
     }
 
-    fn type_line(&mut self, line: &str) -> Result<(), Problem> {
+    pub(super) fn type_line(&mut self, line: &str) -> Result<(), Problem> {
         let stdin = self
             .stdin
             .as_mut()
@@ -221,7 +224,7 @@ impl Scene {
     }
 
     /// What it printed so far, stdout then stderr.
-    fn output(&self) -> String {
+    pub(super) fn output(&self) -> String {
         let out = self
             .stdout
             .lock()
@@ -231,7 +234,7 @@ impl Scene {
     }
 
     /// Waits until its output holds one of `needles` (case-insensitive).
-    fn wait_for(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+    pub(super) fn wait_for(&self, needles: &[&str], timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let out = self.output();
@@ -251,7 +254,7 @@ impl Scene {
     }
 
     /// The next frame it sends its servent.
-    fn next_frame(&mut self, ctx: &Ctx, after: &str) -> Result<Vec<u8>, Problem> {
+    pub(super) fn next_frame(&mut self, ctx: &Ctx, after: &str) -> Result<Vec<u8>, Problem> {
         // A command waits for the previous one's window to close first.
         let wait = ctx.timing.timeout + WINDOW;
         self.conn.read_frame(wait).map_err(|e| {
@@ -264,7 +267,7 @@ impl Scene {
     }
 
     /// The seq of the KEYREQ it sends for `? key`.
-    fn ask(&mut self, ctx: &Ctx, key: &str) -> Result<u32, Problem> {
+    pub(super) fn ask(&mut self, ctx: &Ctx, key: &str) -> Result<u32, Problem> {
         self.type_line(&format!("? {key}"))?;
         let got = self.next_frame(ctx, &format!("`? {key}`"))?;
         match super::diagnose::parse(&got) {
@@ -291,7 +294,12 @@ impl Scene {
 
     /// Answers on a new connection from 127.0.0.4 to its reply port; returns the
     /// source address it should print.
-    fn answer(&self, ctx: &Ctx, bytes: &[u8], bytewise: bool) -> Result<SocketAddrV4, Problem> {
+    pub(super) fn answer(
+        &self,
+        ctx: &Ctx,
+        bytes: &[u8],
+        bytewise: bool,
+    ) -> Result<SocketAddrV4, Problem> {
         let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.reply_port);
         let mut c = Conn::dial(ANSWER_IP, to, ctx.timing.timeout).map_err(|e| {
             Failure::new(format!(
@@ -390,7 +398,7 @@ fn answer_printed(ctx: &Ctx) -> CaseResult {
 }
 
 /// FAIL unless a line `value ip:port` appears, with a diagnosis of what did.
-fn expect_printed(s: &Scene, ctx: &Ctx, value: &str, from: SocketAddrV4) -> CaseResult {
+pub(super) fn expect_printed(s: &Scene, ctx: &Ctx, value: &str, from: SocketAddrV4) -> CaseResult {
     let want = format!("{value} {from}");
     if s.wait_for(&[&want], ctx.timing.timeout).is_some() {
         return Ok(None);

@@ -14,6 +14,7 @@
 //! - [`report`]: the table on stdout, JUnit XML and JSON.
 
 pub mod client_cases;
+pub mod client_window_cases;
 pub mod diagnose;
 pub mod flood_cases;
 pub mod harness;
