@@ -87,6 +87,18 @@ pub fn cases() -> Vec<Case> {
             topo_trim
         ),
         case!(
+            "servent.inbound-link",
+            "§2",
+            "a neighbour that dialled in with ID(0) gets floods too: links carry both ways",
+            inbound_link
+        ),
+        case!(
+            "servent.neighbours-one-ip",
+            "§1 §6.1",
+            "three neighbours on one IP each get the flood",
+            neighbours_one_ip
+        ),
+        case!(
             "servent.neighbour-disconnects",
             "§2",
             "survives a neighbour that disconnects, and floods to the others",
@@ -432,6 +444,65 @@ fn sentinel_after(
             .into());
     }
     expect_frame(&got, sentinel, "the sentinel flood")
+}
+
+fn inbound_link(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let mut inbound = s.inst.dial(ctx)?;
+    send(&mut inbound, &Frame::Id { port: 0 }.to_bytes())?;
+    // A flood sent on the new link after its ID: once A has it, the servent has
+    // taken the link as a neighbour's (one connection is read in order).
+    let reply = s.reply();
+    send_frame(&mut inbound, &keyflood(2, 1099, reply, b"nothing-here"))?;
+    expect_on(
+        &mut s.a,
+        ctx,
+        &keyflood(1, 1099, reply, b"nothing-here"),
+        "a flood sent by a neighbour that dialled in with ID(0), forwarded to A",
+    )?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 1099, reply, b"nothing-here"),
+        "a flood sent by a neighbour that dialled in with ID(0), forwarded to B",
+    )?;
+    send_frame(&mut s.a, &keyflood(2, 1100, reply, b"nothing-here"))?;
+    let marker = keyflood(1, 1100, reply, b"nothing-here");
+    expect_on(&mut s.b, ctx, &marker, "a flood from A forwarded to B")?;
+    let got = read_expecting(
+        &mut inbound,
+        ctx,
+        &marker,
+        "the same flood on the link the checker dialled with ID(0)",
+    )?;
+    expect_frame(&got, &marker, "the flood on the link the checker dialled with ID(0)").map_err(|p| match p {
+        Problem::Fail(f) => Problem::Fail(f.diagnosis([
+            "floods go only to the neighbours it dialled: a link is used both ways, whoever dialled it (§2)".to_string(),
+        ])),
+        o => o,
+    })
+    .map(|_| None)
+}
+
+fn neighbours_one_ip(ctx: &Ctx) -> CaseResult {
+    let mut inst = Instance::start(ctx, Setup { neighbours: 3 })?;
+    let mut client = inst.client(ctx)?;
+    client.keyreq(1200, b"rtmp")?;
+    let want = keyflood(3, 1200, client.reply_addr(), b"rtmp");
+    let mut links = std::mem::take(&mut inst.links);
+    let sent = expect_client_flood(&mut links[0], ctx, &want, "the flood to neighbour 1")?;
+    for (i, link) in links.iter_mut().enumerate().skip(1) {
+        expect_on(
+            link,
+            ctx,
+            &sent,
+            &format!(
+                "the flood to neighbour {} (127.0.0.1 too, another port)",
+                i + 1
+            ),
+        )?;
+    }
+    Ok(None)
 }
 
 fn topo_through(ctx: &Ctx, incoming: &str) -> CaseResult {
