@@ -121,6 +121,13 @@ fn main() {
             start: opts.start_timeout.0,
         },
     };
+    print(&format!(
+        "tp3-check {}: {} case{} against `{}`\n\n",
+        role.name(),
+        cases.len(),
+        if cases.len() == 1 { "" } else { "s" },
+        ctx.template.raw()
+    ));
     let started = Instant::now();
     let verbose = opts.verbose;
     let outcomes = check::run(&cases, &ctx, usize::from(opts.jobs), &|o| {
@@ -130,7 +137,7 @@ fn main() {
     });
     let seconds = started.elapsed().as_secs_f64();
     print(&report::table(&outcomes, seconds));
-    let command = ctx.template.show(&Default::default());
+    let command = ctx.template.raw();
     if let Some(path) = &opts.junit {
         write_file(path, &report::junit(role, &outcomes, seconds));
     }

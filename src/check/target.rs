@@ -60,6 +60,14 @@ impl Template {
         out
     }
 
+    /// The command as given, placeholders and all.
+    pub fn raw(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The command as a person would type it, for reports.
     pub fn show(&self, fill: &Fill) -> String {
         let mut s = self.program.clone();
