@@ -87,6 +87,12 @@ pub fn cases() -> Vec<Case> {
             topo_trim
         ),
         case!(
+            "servent.floods-when-holding",
+            "§6.1 §6.2",
+            "a query for a key it holds is answered and still flooded on",
+            floods_when_holding
+        ),
+        case!(
             "servent.inbound-link",
             "§2",
             "a neighbour that dialled in with ID(0) gets floods too: links carry both ways",
@@ -444,6 +450,48 @@ fn sentinel_after(
             .into());
     }
     expect_frame(&got, sentinel, "the sentinel flood")
+}
+
+fn floods_when_holding(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    let hint = |p: Problem| {
+        match p {
+        Problem::Fail(f) if f.what.contains("did not come") => Problem::Fail(f.diagnosis([
+            "it does not flood a query when it holds the key: other servents may hold it too, and \
+             all answer (§6.1, §6.2)"
+                .to_string(),
+        ])),
+        o => o,
+    }
+    };
+    s.client.keyreq(1300, b"alpha")?;
+    s.client.expect_answer(ctx, 1300, b"first value")?;
+    let want = keyflood(3, 1300, reply, b"alpha");
+    let sent = expect_client_flood(
+        &mut s.a,
+        ctx,
+        &want,
+        "a KEYREQ for a key it holds, flooded to A",
+    )
+    .map_err(hint)?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &sent,
+        "a KEYREQ for a key it holds, flooded to B",
+    )
+    .map_err(hint)?;
+    send_frame(&mut s.a, &keyflood(2, 1301, reply, b"ten"))?;
+    s.client.expect_answer(ctx, 1301, b"RedesRules")?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 1301, reply, b"ten"),
+        "a KEYFLOOD for a key it holds, forwarded to B",
+    )
+    .map_err(hint)?;
+    Ok(None)
 }
 
 fn inbound_link(ctx: &Ctx) -> CaseResult {

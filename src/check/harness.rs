@@ -202,7 +202,15 @@ impl Instance {
     /// FAIL unless the process still runs and a fresh client gets an answer.
     pub fn still_serves(&mut self, ctx: &Ctx, after: &str) -> Result<(), Problem> {
         if let Some(status) = self.process.exited() {
-            return Err(Failure::new(format!("the servent ended ({status}) {after}")).into());
+            return Err(
+                Failure::new(format!("the servent ended ({status}) {after}"))
+                    .diagnosis([
+                        "it exits when a peer misbehaves or disconnects: one peer must never \
+                             stop a servent"
+                            .to_string(),
+                    ])
+                    .into(),
+            );
         }
         let mut c = self.client(ctx).map_err(|p| match p {
             Problem::Fail(f) => Problem::Fail(Failure::new(format!("{} {after}", f.what))),

@@ -274,10 +274,22 @@ fn split_bytewise(ctx: &Ctx) -> CaseResult {
     let c = super::harness::Client { conn, reply };
     c.expect_answer(ctx, 21, b"value\twith\ttabs")
         .map_err(|p| {
-            annotate(
+            let p = annotate(
                 p,
                 &format!("ID and KEYREQ sent one byte per segment ({})", hex(&bytes)),
-            )
+            );
+            match p {
+                Problem::Fail(f) if f.lines.iter().any(|l| l.contains("no connection")) => {
+                    Problem::Fail(
+                        f.diagnosis([
+                            "a frame split across segments was not put back together: one read \
+                         taken for one message (§5)"
+                                .to_string(),
+                        ]),
+                    )
+                }
+                other => other,
+            }
         })?;
     Ok(None)
 }
