@@ -201,24 +201,15 @@ impl Instance {
 
     /// FAIL unless the process still runs and a fresh client gets an answer.
     pub fn still_serves(&mut self, ctx: &Ctx, after: &str) -> Result<(), Problem> {
-        if let Some(status) = self.process.exited() {
-            return Err(
-                Failure::new(format!("the servent ended ({status}) {after}"))
-                    .diagnosis([
-                        "it exits when a peer misbehaves or disconnects: one peer must never \
-                             stop a servent"
-                            .to_string(),
-                    ])
-                    .into(),
-            );
-        }
-        let mut c = self.client(ctx).map_err(|p| match p {
-            Problem::Fail(f) => Problem::Fail(Failure::new(format!("{} {after}", f.what))),
-            skip => skip,
-        })?;
-        c.keyreq(4242, b"alpha")?;
-        c.expect_answer(ctx, 4242, b"first value")
-            .map_err(|p| match p {
+        self.not_ended(after)?;
+        let outcome = self.client(ctx).and_then(|mut c| {
+            c.keyreq(4242, b"alpha")?;
+            c.expect_answer(ctx, 4242, b"first value")
+        });
+        match outcome {
+            Ok(_) => Ok(()),
+            // It may have ended meanwhile: that is the better explanation.
+            Err(p) => self.not_ended(after).and(Err(match p {
                 Problem::Fail(mut f) => {
                     f.what = format!(
                         "{after}, a new client's request went unanswered: {}",
@@ -227,8 +218,23 @@ impl Instance {
                     Problem::Fail(f)
                 }
                 skip => skip,
-            })?;
-        Ok(())
+            })),
+        }
+    }
+
+    fn not_ended(&mut self, after: &str) -> Result<(), Problem> {
+        match self.process.exited() {
+            None => Ok(()),
+            Some(status) => Err(
+                Failure::new(format!("the servent ended ({status}) {after}"))
+                    .diagnosis([
+                        "it exits when a peer misbehaves or disconnects: one peer must never \
+                             stop a servent"
+                            .to_string(),
+                    ])
+                    .into(),
+            ),
+        }
     }
 }
 
