@@ -6,11 +6,11 @@ use std::net::SocketAddrV4;
 
 use super::diagnose::{self, show_frame};
 use super::harness::{
-    expect_frame, expect_on, keyflood, read_expecting, send, topoflood, Client, Instance, Setup,
+    expect_frame, expect_on, keyflood, read_expecting, send, Client, Instance, Setup,
 };
 use super::peer::{Conn, SERVENT_IP};
 use super::{Case, CaseResult, Ctx, Failure, Problem};
-use crate::protocol::{Frame, TYPE_TOPOREQ};
+use crate::protocol::Frame;
 
 const TWO: Setup = Setup { neighbours: 2 };
 
@@ -69,22 +69,10 @@ pub fn cases() -> Vec<Case> {
             origin_remembers
         ),
         case!(
-            "servent.toporeq",
-            "§6.1 §8",
-            "TOPOREQ answered with \"ip:port\" and flooded as TOPOFLOOD TTL 3",
-            toporeq
-        ),
-        case!(
-            "servent.topo-append",
-            "§8",
-            "a TOPOFLOOD gets \" ip:port\" appended, answered and forwarded",
-            topo_append
-        ),
-        case!(
-            "servent.topo-trim",
-            "§8",
-            "a topology string ending in a space is trimmed before appending",
-            topo_trim
+            "servent.id-zero-again",
+            "§6",
+            "an ID(0) again on a neighbour link is ignored, the link kept",
+            id_zero_again
         ),
         case!(
             "servent.floods-when-holding",
@@ -114,15 +102,15 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// The three checker-played parts around a servent: links A and B, and a client.
-struct Scene {
-    inst: Instance,
-    a: Conn,
-    b: Conn,
-    client: Client,
+pub(super) struct Scene {
+    pub(super) inst: Instance,
+    pub(super) a: Conn,
+    pub(super) b: Conn,
+    pub(super) client: Client,
 }
 
 impl Scene {
-    fn start(ctx: &Ctx) -> Result<Scene, Problem> {
+    pub(super) fn start(ctx: &Ctx) -> Result<Scene, Problem> {
         let mut inst = Instance::start(ctx, TWO)?;
         let b = inst.links.pop().expect("two links");
         let a = inst.links.pop().expect("two links");
@@ -131,18 +119,18 @@ impl Scene {
     }
 
     /// The client's reply address, as floods should carry it.
-    fn reply(&self) -> SocketAddrV4 {
+    pub(super) fn reply(&self) -> SocketAddrV4 {
         self.client.reply_addr()
     }
 
     /// The servent's name in topology strings, as reached on a link it dialled to
     /// 127.0.0.1 (§8: the local address of the connection the query came on).
-    fn me_on_link(&self) -> String {
+    pub(super) fn me_on_link(&self) -> String {
         format!("127.0.0.1:{}", self.inst.port)
     }
 
     /// Its name as its clients reach it (at 127.0.0.3).
-    fn me_for_client(&self) -> String {
+    pub(super) fn me_for_client(&self) -> String {
         format!("{SERVENT_IP}:{}", self.inst.port)
     }
 }
@@ -150,7 +138,7 @@ impl Scene {
 /// Reads the flood of the client's query on `link`. §11 lets a servent write, for a
 /// client on loopback, its own address reached (127.0.0.3 here) with the client's port
 /// instead of the client's IP: both are accepted, and the flood read is returned.
-fn expect_client_flood(
+pub(super) fn expect_client_flood(
     link: &mut Conn,
     ctx: &Ctx,
     want: &Frame,
@@ -176,7 +164,7 @@ fn client_of(f: &Frame) -> SocketAddrV4 {
     }
 }
 
-fn send_frame(link: &mut Conn, f: &Frame) -> Result<(), Problem> {
+pub(super) fn send_frame(link: &mut Conn, f: &Frame) -> Result<(), Problem> {
     send(link, &f.to_bytes())
 }
 
@@ -389,45 +377,6 @@ fn origin_remembers(ctx: &Ctx) -> CaseResult {
     Ok(None)
 }
 
-fn toporeq(ctx: &Ctx) -> CaseResult {
-    let mut s = Scene::start(ctx)?;
-    let reply = s.reply();
-    let me = s.me_for_client();
-    send(
-        &mut s.client.conn,
-        &[(TYPE_TOPOREQ >> 8) as u8, TYPE_TOPOREQ as u8, 0, 0, 3, 0x20],
-    )?;
-    let want = topoflood(3, 800, reply, me.as_bytes());
-    let sent = expect_client_flood(&mut s.a, ctx, &want, "the TOPOFLOOD to A")
-        .map_err(|p| topo_hint(p, &me))?;
-    expect_on(&mut s.b, ctx, &sent, "the TOPOFLOOD to B").map_err(|p| topo_hint(p, &me))?;
-    s.client
-        .expect_answer(ctx, 800, me.as_bytes())
-        .map_err(|p| topo_hint(p, &me))?;
-    Ok(None)
-}
-
-/// Adds the topology-string diagnosis to a failure that shows a text.
-fn topo_hint(p: Problem, expected: &str) -> Problem {
-    match p {
-        Problem::Fail(f) => {
-            let got = f
-                .lines
-                .iter()
-                .filter(|l| l.starts_with("got:"))
-                .find_map(|l| l.split_once("info=\"").or_else(|| l.split_once("value=\"")))
-                .map(|(_, rest)| rest.split('"').next().unwrap_or("").to_string());
-            match got {
-                Some(text) if text != expected => {
-                    Problem::Fail(f.diagnosis(diagnose::topology(expected, text.as_bytes())))
-                }
-                _ => Problem::Fail(f),
-            }
-        }
-        o => o,
-    }
-}
-
 /// Reads the next frame on `link`: FAIL with `what` and `hint` when it is `wrong`
 /// (a frame that should have been dropped), and unless it is `sentinel`.
 fn sentinel_after(
@@ -450,6 +399,29 @@ fn sentinel_after(
             .into());
     }
     expect_frame(&got, sentinel, "the sentinel flood")
+}
+
+fn id_zero_again(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let reply = s.reply();
+    send(&mut s.a, &Frame::Id { port: 0 }.to_bytes())?;
+    send_frame(&mut s.a, &keyflood(2, 1400, reply, b"nothing-here"))?;
+    expect_on(
+        &mut s.b,
+        ctx,
+        &keyflood(1, 1400, reply, b"nothing-here"),
+        "after an ID(0) again on link A, a flood from A forwarded to B",
+    )
+    .map_err(|p| match p {
+        Problem::Fail(f) => Problem::Fail(
+            f.diagnosis([
+                "a second ID(0) from a neighbour closed or broke the link (§6: it is ignored)"
+                    .to_string(),
+            ]),
+        ),
+        o => o,
+    })?;
+    Ok(None)
 }
 
 fn floods_when_holding(ctx: &Ctx) -> CaseResult {
@@ -551,32 +523,6 @@ fn neighbours_one_ip(ctx: &Ctx) -> CaseResult {
         )?;
     }
     Ok(None)
-}
-
-fn topo_through(ctx: &Ctx, incoming: &str) -> CaseResult {
-    let mut s = Scene::start(ctx)?;
-    let reply = s.reply();
-    let appended = format!("{} {}", incoming.trim_end(), s.me_on_link());
-    send_frame(&mut s.a, &topoflood(2, 900, reply, incoming.as_bytes()))?;
-    s.client
-        .expect_answer(ctx, 900, appended.as_bytes())
-        .map_err(|p| topo_hint(p, &appended))?;
-    expect_on(
-        &mut s.b,
-        ctx,
-        &topoflood(1, 900, reply, appended.as_bytes()),
-        "the TOPOFLOOD forwarded to B",
-    )
-    .map_err(|p| topo_hint(p, &appended))?;
-    Ok(None)
-}
-
-fn topo_append(ctx: &Ctx) -> CaseResult {
-    topo_through(ctx, "10.9.9.9:1234")
-}
-
-fn topo_trim(ctx: &Ctx) -> CaseResult {
-    topo_through(ctx, "10.9.9.9:1234 ")
 }
 
 fn neighbour_disconnects(ctx: &Ctx) -> CaseResult {

@@ -9,7 +9,8 @@
 //! - [`target`]: the command template, spawning and killing the implementation.
 //! - [`peer`]: the checker's own sockets: clients, neighbours, reply listeners.
 //! - [`diagnose`]: hex dumps and the guesses that name a defect.
-//! - [`servent_cases`], [`flood_cases`], [`network_cases`]: the servent's catalogue; [`client_cases`]: the
+//! - [`servent_cases`], [`flood_cases`], [`topology_cases`], [`network_cases`]: the
+//!   servent's catalogue; [`client_cases`]: the
 //!   client's. [`harness`]: the running servent and the checker's peers around it.
 //! - [`report`]: the table on stdout, JUnit XML and JSON.
 
@@ -23,6 +24,7 @@ pub mod peer;
 pub mod report;
 pub mod servent_cases;
 pub mod target;
+pub mod topology_cases;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -167,6 +169,7 @@ pub fn catalogue(role: Role) -> Vec<Case> {
         Role::Servent => {
             let mut cases = servent_cases::cases();
             cases.extend(flood_cases::cases());
+            cases.extend(topology_cases::cases());
             cases.extend(network_cases::cases());
             cases
         }
