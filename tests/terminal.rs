@@ -51,7 +51,11 @@ impl Tmux {
     fn shell(dir: &TempDir, command: &str) -> Tmux {
         let script = dir.file(
             "run.sh",
-            &format!("{command}\necho client ended ${{PIPESTATUS[0]}}\nsleep 600\n"),
+            // `trap : INT`: the script's bash, in the same process group as the client
+            // (no job control), gets the terminal's Ctrl-C too. Without a trap it exits
+            // once a pipeline it waits for ends with a process killed by SIGINT (`tee`),
+            // taking the pane with it; an interactive shell would go on, as this does.
+            &format!("trap : INT\n{command}\necho client ended ${{PIPESTATUS[0]}}\nsleep 600\n"),
         );
         // `exec`: the pane's process is this bash, whatever shell tmux starts it with
         // (`$SHELL`, or `/bin/sh` when unset), so the client is one of its children.
