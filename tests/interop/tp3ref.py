@@ -190,7 +190,7 @@ def load_store(path, log):
     with open(path, "rb") as fh:
         for raw in fh:
             line = raw.rstrip(b"\r\n")
-            if not line.strip() or line.startswith(b"#"):
+            if not line.strip() or line.lstrip().startswith(b"#"):  # §12: indented comments too
                 continue
             parts = line.split(None, 1)
             value = parts[1].strip() if len(parts) > 1 else b""
@@ -221,6 +221,10 @@ class Servent:
         self.conns = {}  # socket -> Conn
         self.seen = set()  # (client ip, client port, seq)
         self.pending = [[parse_addr(n), 0.0, False] for n in neighbours]  # addr, next try, warned
+        # Dial the neighbours now, not on the first loop turn, so the links are up as
+        # soon as possible after the port is seen listening.
+        for p in list(self.pending):
+            self.try_connect(p)
 
     def log(self, msg):
         err(f"[ref-servent {getattr(self, 'port', '?')}] {msg}")
@@ -328,7 +332,9 @@ class Servent:
             self.log(f"ignored {t} from {conn.kind} {fmt(conn.peer)}")
 
     def myaddr(self, conn):
-        return fmt(conn.sock.getsockname()).encode()
+        """§8: the connection's local IP with this servent's listening port (never the
+        ephemeral port of a link it dialled)."""
+        return fmt((conn.sock.getsockname()[0], self.port)).encode()
 
     def on_request(self, conn, f):
         ip, port, seq = conn.peer[0], conn.client_port, f["seq"]
@@ -385,7 +391,7 @@ class Servent:
         if defect("topology-trailing-space"):
             sep = b"" if info.endswith(b" ") else b" "
             return info + sep + me + b" "
-        return info + b" " + me
+        return info.rstrip() + b" " + me  # §8: a string ending in whitespace is trimmed
 
     def neighbours(self):
         return [c for c in list(self.conns.values()) if c.kind == "servent"]
