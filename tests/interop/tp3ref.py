@@ -277,6 +277,19 @@ class Servent:
             self.log(f"{conn.kind} {fmt(conn.peer)} disconnected: exiting (defect)")
             sys.exit(0)
 
+    def send_all(self, conns, f, verb):
+        """Writes a flood to every neighbour first and logs after, so a slow log write
+        cannot let a copy sent later overtake this one round a cycle."""
+        done, data = [], encode(f)
+        for conn in conns:
+            try:
+                write_frame(conn.sock, data, self.bytewise)
+                done.append(conn)
+            except OSError as e:
+                self.close(conn, f"send failed: {e}")
+        for conn in done:
+            self.log(f"{verb} {describe(f)} to {fmt(conn.peer)}")
+
     def send(self, conn, f, verb):
         try:
             write_frame(conn.sock, encode(f), self.bytewise)
@@ -354,8 +367,7 @@ class Servent:
                 me += b" "
             flood["type"], flood["info"] = "TOPOFLOOD", me
             self.answer(ip, port, seq, flood["info"])
-        for n in self.neighbours():
-            self.send(n, flood, "send")
+        self.send_all(self.neighbours(), flood, "send")
 
     def on_flood(self, conn, f):
         qid = (f["ip"], f["port"], f["seq"])
@@ -379,9 +391,8 @@ class Servent:
         forward = ttl > 0 if defect("decrement-first") else f["ttl"] > 0
         if forward:
             fwd = dict(f, ttl=ttl)
-            for n in self.neighbours():
-                if n is not conn or defect("floods-back"):
-                    self.send(n, fwd, "forward")
+            to = [n for n in self.neighbours() if n is not conn or defect("floods-back")]
+            self.send_all(to, fwd, "forward")
 
     def append_me(self, info, conn):
         """Topology info with this servent appended: one space between entries."""
