@@ -4,6 +4,9 @@
 //! defect in words. Runs are restricted with `--case` and run in parallel threads, so the
 //! whole file stays well under a minute on two cores.
 
+mod common;
+
+use common::skipped;
 use serde_json::Value;
 use std::process::Command;
 use std::thread;
@@ -69,30 +72,17 @@ fn words(case: &Value) -> String {
 
 fn every_case_passes(role: &str) {
     if !python_available() {
-        eprintln!("SKIPPED: python3 not found");
+        skipped(format_args!("python3 not found"));
         return;
     }
     let (code, report) = run(role, None, &[]);
-    let mut failed: Vec<String> = cases(&report)
+    let failed: Vec<String> = cases(&report)
         .iter()
         .filter(|c| c["verdict"] != "PASS")
         .map(|c| format!("{} {}: {}", c["id"], c["verdict"], words(c)))
         .collect();
     assert!(cases(&report).len() >= 17, "too few cases: {report}");
-    // Known race in the case, not in tp3ref: when s1 is slow on a busy machine, s3 can
-    // find s4's copy of the TOPOFLOOD readable together with s1's and handle it first
-    // ("s1 s2 s4 s3"), which the protocol allows but the case does not accept yet. Such
-    // a failure is retried alone, twice, and reported on stderr rather than hidden.
-    let racy = "\"servent.net-diamond-topology\"";
-    if failed.len() == 1 && failed[0].starts_with(racy) {
-        let again = (0..2).any(|_| run(role, None, &[&racy[1..racy.len() - 1]]).0 == Some(0));
-        if again {
-            eprintln!("known race, passed when retried alone: {}", failed[0]);
-            failed.clear();
-        }
-    } else {
-        assert_eq!(code, Some(0), "exit status");
-    }
+    assert_eq!(code, Some(0), "exit status");
     // No SKIP is allowed either: every case applies to tp3ref.
     assert!(
         failed.is_empty(),
@@ -311,7 +301,7 @@ fn judge(d: &Defect, code: Option<i32>, report: &Value) -> Vec<String> {
 #[test]
 fn each_tp3ref_defect_is_caught_by_a_named_case() {
     if !python_available() {
-        eprintln!("SKIPPED: python3 not found");
+        skipped(format_args!("python3 not found"));
         return;
     }
     let handles: Vec<_> = DEFECTS
