@@ -240,26 +240,9 @@ fn misleading_servent() -> (String, std::thread::JoinHandle<(SocketAddr, SocketA
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let sender = std::thread::spawn(move || {
-        let (mut link, _) = listener.accept().unwrap();
-        link.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut frames = Vec::new();
-        while frames.len() < 2 {
-            let mut chunk = [0u8; 512];
-            let n = link.read(&mut chunk).expect("the client's frames");
-            assert!(n > 0, "the client closed after {buf:?}");
-            buf.extend_from_slice(&chunk[..n]);
-            let (decoded, used, error) = protocol::decode_all(&buf);
-            assert!(error.is_none(), "{error:?}");
-            frames.extend(decoded);
-            buf.drain(..used);
-        }
-        let (Frame::Id { port }, Frame::KeyReq { seq, .. }) = (&frames[0], &frames[1]) else {
-            panic!("expected ID then KEYREQ, got {frames:?}");
-        };
+        let (mut link, port, seq) = accept_client_request(&listener);
         let send = |frame: Frame| {
-            let mut s = TcpStream::connect(("127.0.0.1", *port)).unwrap();
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
             s.write_all(&frame.to_bytes()).unwrap();
             s.local_addr().unwrap()
         };
@@ -267,7 +250,7 @@ fn misleading_servent() -> (String, std::thread::JoinHandle<(SocketAddr, SocketA
             seq: seq.wrapping_add(1),
             value: Text::new(b"stale").unwrap(),
         });
-        let wrong_type = send(Frame::TopoReq { seq: *seq });
+        let wrong_type = send(Frame::TopoReq { seq });
         // Keep the link open until the client is done with it.
         while link.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {}
         (wrong_seq, wrong_type)

@@ -7,10 +7,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use common::*;
-use tp3kv::protocol::{self, Frame, Text};
+use tp3kv::protocol::{Frame, Text};
 
 fn client_with(args: &[&str]) -> Output {
     client_command()
@@ -262,28 +261,11 @@ fn fake_servent(value: &'static [u8]) -> (String, std::thread::JoinHandle<Socket
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let answerer = std::thread::spawn(move || {
-        let (mut link, _) = listener.accept().unwrap();
-        link.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut frames = Vec::new();
-        while frames.len() < 2 {
-            let mut chunk = [0u8; 512];
-            let n = link.read(&mut chunk).expect("the client's frames");
-            assert!(n > 0, "the client closed after {buf:?}");
-            buf.extend_from_slice(&chunk[..n]);
-            let (decoded, used, error) = protocol::decode_all(&buf);
-            assert!(error.is_none(), "{error:?}");
-            frames.extend(decoded);
-            buf.drain(..used);
-        }
-        let (Frame::Id { port }, Frame::KeyReq { seq, .. }) = (&frames[0], &frames[1]) else {
-            panic!("expected ID then KEYREQ, got {frames:?}");
-        };
-        let mut answer = TcpStream::connect(("127.0.0.1", *port)).unwrap();
+        let (mut link, port, seq) = accept_client_request(&listener);
+        let mut answer = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let from = answer.local_addr().unwrap();
         let resp = Frame::Resp {
-            seq: *seq,
+            seq,
             value: Text::new(value).unwrap(),
         };
         answer.write_all(&resp.to_bytes()).unwrap();

@@ -536,3 +536,29 @@ pub fn client_command() -> Command {
 
 /// A locale in which our client speaks English.
 pub const ENGLISH: &str = "C.UTF-8";
+
+/// Plays a servent of another implementation to one client: accepts it on `listener`
+/// and reads its first two frames, which must be ID and KEYREQ. Returns the client's
+/// connection, its reply port and the request's seq.
+pub fn accept_client_request(listener: &std::net::TcpListener) -> (TcpStream, u16, u32) {
+    use tp3kv::protocol::{self, Frame};
+    let (mut link, _) = listener.accept().unwrap();
+    link.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let mut chunk = [0u8; 512];
+        let n = link.read(&mut chunk).expect("the client's frames");
+        assert!(n > 0, "the client closed after {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        let (decoded, used, error) = protocol::decode_all(&buf);
+        assert!(error.is_none(), "{error:?}");
+        frames.extend(decoded);
+        buf.drain(..used);
+    }
+    let (Frame::Id { port }, Frame::KeyReq { seq, .. }) = (&frames[0], &frames[1]) else {
+        panic!("expected ID then KEYREQ, got {frames:?}");
+    };
+    (link, *port, *seq)
+}
