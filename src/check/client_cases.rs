@@ -26,16 +26,6 @@ const NO_ANSWER: &[&str] = &["no answer", "nenhuma resposta"];
 const UNKNOWN: &[&str] = &["unknown command", "comando desconhecido"];
 
 pub fn cases() -> Vec<Case> {
-    macro_rules! case {
-        ($id:literal, $section:literal, $title:literal, $run:expr) => {
-            Case {
-                id: $id,
-                section: $section,
-                title: $title,
-                run: $run,
-            }
-        };
-    }
     vec![
         case!(
             "client.id-first",

@@ -15,16 +15,6 @@ use crate::protocol::Frame;
 const TWO: Setup = Setup { neighbours: 2 };
 
 pub fn cases() -> Vec<Case> {
-    macro_rules! case {
-        ($id:literal, $section:literal, $title:literal, $run:expr) => {
-            Case {
-                id: $id,
-                section: $section,
-                title: $title,
-                run: $run,
-            }
-        };
-    }
     vec![
         case!(
             "servent.keyreq-floods",

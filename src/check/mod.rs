@@ -14,6 +14,19 @@
 //!   client's. [`harness`]: the running servent and the checker's peers around it.
 //! - [`report`]: the table on stdout, JUnit XML and JSON.
 
+/// One entry of a catalogue: `case!(id, section, title, function)`. Defined before the
+/// modules that list cases, so each can use it.
+macro_rules! case {
+    ($id:literal, $section:literal, $title:literal, $run:expr) => {
+        Case {
+            id: $id,
+            section: $section,
+            title: $title,
+            run: $run,
+        }
+    };
+}
+
 pub mod client_cases;
 pub mod client_window_cases;
 pub mod diagnose;

@@ -12,16 +12,6 @@ use super::target::free_port;
 use super::{Case, CaseResult, Ctx, Failure, Problem};
 
 pub fn cases() -> Vec<Case> {
-    macro_rules! case {
-        ($id:literal, $section:literal, $title:literal, $run:expr) => {
-            Case {
-                id: $id,
-                section: $section,
-                title: $title,
-                run: $run,
-            }
-        };
-    }
     vec![
         case!(
             "servent.net-diamond",

@@ -13,16 +13,6 @@ use crate::protocol::Frame;
 const NONE: Setup = Setup { neighbours: 0 };
 
 pub fn cases() -> Vec<Case> {
-    macro_rules! case {
-        ($id:literal, $section:literal, $title:literal, $run:expr) => {
-            Case {
-                id: $id,
-                section: $section,
-                title: $title,
-                run: $run,
-            }
-        };
-    }
     vec![
         case!(
             "servent.listens",

@@ -9,16 +9,6 @@ use super::{Case, CaseResult, Ctx, Problem};
 use crate::protocol::TYPE_TOPOREQ;
 
 pub fn cases() -> Vec<Case> {
-    macro_rules! case {
-        ($id:literal, $section:literal, $title:literal, $run:expr) => {
-            Case {
-                id: $id,
-                section: $section,
-                title: $title,
-                run: $run,
-            }
-        };
-    }
     vec![
         case!(
             "servent.toporeq",
