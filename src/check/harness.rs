@@ -52,6 +52,28 @@ fn start_failure(what: String) -> Problem {
     Problem::Fail(Failure::new(what))
 }
 
+/// Starts the servent under test on `port` with `kv` and `neighbours`, and waits until
+/// it accepts connections.
+fn spawn_listening(
+    ctx: &Ctx,
+    port: u16,
+    kv: &ScratchFile,
+    neighbours: &[SocketAddrV4],
+) -> Result<Process, Problem> {
+    let fill = Fill {
+        port,
+        kv: Some(kv.0.clone()),
+        neighbours: neighbours.to_vec(),
+        servent: None,
+    };
+    let mut process = Process::spawn(&ctx.template, &fill, Stdio::null(), Stdio::null())
+        .map_err(start_failure)?;
+    process
+        .wait_listening(port, ctx.timing.start)
+        .map_err(start_failure)?;
+    Ok(process)
+}
+
 impl Instance {
     /// Starts the servent with the standard key-value file and `setup.neighbours`
     /// neighbours, waits until it listens and has dialled and identified itself to
@@ -78,17 +100,8 @@ impl Instance {
             );
         }
         let port = free_port().map_err(|e| start_failure(format!("no free port: {e}")))?;
-        let fill = Fill {
-            port,
-            kv: Some(kv.0.clone()),
-            neighbours: listeners.iter().map(|l| l.addr).collect(),
-            servent: None,
-        };
-        let mut process =
-            Process::spawn(t, &fill, Stdio::null(), Stdio::null()).map_err(start_failure)?;
-        process
-            .wait_listening(port, ctx.timing.start)
-            .map_err(start_failure)?;
+        let neighbours: Vec<SocketAddrV4> = listeners.iter().map(|l| l.addr).collect();
+        let process = spawn_listening(ctx, port, &kv, &neighbours)?;
         let mut links = Vec::new();
         for l in &listeners {
             let Some((mut conn, _)) = l.accept(ctx.timing.start) else {
@@ -136,17 +149,7 @@ impl Instance {
         }
         let kv = ScratchFile::write("node.kv", kv)
             .map_err(|e| start_failure(format!("cannot write the key-value file: {e}")))?;
-        let fill = Fill {
-            port,
-            kv: Some(kv.0.clone()),
-            neighbours: peers.to_vec(),
-            servent: None,
-        };
-        let mut process =
-            Process::spawn(t, &fill, Stdio::null(), Stdio::null()).map_err(start_failure)?;
-        process
-            .wait_listening(port, ctx.timing.start)
-            .map_err(start_failure)?;
+        let process = spawn_listening(ctx, port, &kv, peers)?;
         Ok(Instance {
             process,
             port,
