@@ -280,6 +280,7 @@ fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Res
         seen_capacity: args.seen_capacity,
         advertise: args.advertise,
         ttl_rule: args.ttl_rule.into(),
+        ..Config::default()
     };
     let mut options = Options {
         max_connections: args.max_connections,

@@ -101,6 +101,11 @@ pub struct Config {
     pub advertise: Option<Ipv4Addr>,
     /// When a flood's TTL is spent: the seed's rule or the 2019 assignment's.
     pub ttl_rule: TtlRule,
+    /// `--full-reach`: a copy of a query already handled that comes with more TTL
+    /// than the best seen so far is passed on again (never answered again), so every
+    /// servent within reach of the TTL handles the query, whatever the order copies
+    /// arrive in. Off by default: the seed passes each query on once.
+    pub full_reach: bool,
 }
 
 impl Default for Config {
@@ -110,6 +115,7 @@ impl Default for Config {
             seen_capacity: 1 << 18,
             advertise: None,
             ttl_rule: TtlRule::Seed,
+            full_reach: false,
         }
     }
 }
