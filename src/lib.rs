@@ -16,6 +16,7 @@
 //! - [`client`]: REPL commands and the answer window (pure), and the client's I/O.
 //! - [`trace`]: `servent --trace` events (JSON Lines), and `flood-view`'s drawing of
 //!   each query's flood from them. Pure but for the file writer.
+//! - [`sim`]: `tp3-sim`, the real servent state machine at up to a million servents.
 //! - [`hashing`]: cheap hashing for the maps on the forwarding path.
 //! - [`logging`]: the servent's log output, which never blocks the loop.
 //! - `throttle`: rate limits for the log lines a peer can make repeat.
@@ -29,6 +30,7 @@ pub mod net;
 pub mod os_error;
 pub mod protocol;
 pub mod servent;
+pub mod sim;
 pub mod store;
 mod throttle;
 pub mod trace;
