@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::diagnose::{hex, show_frame};
 use super::harness::{expect_frame, resp};
-use super::peer::{Conn, Listener};
+use super::peer::{Conn, Listener, ReadError};
 use super::target::{free_port, Fill, Process};
 use super::{Case, CaseResult, Ctx, Failure, Problem};
 use crate::protocol::Frame;
@@ -128,10 +128,16 @@ pub(super) struct Scene {
 
 impl Scene {
     pub(super) fn start(ctx: &Ctx) -> Result<Scene, Problem> {
-        let servent = Listener::bind(Ipv4Addr::LOCALHOST, 0)
-            .map_err(|e| Failure::new(format!("cannot listen as its servent: {e}")))?;
+        let servent = Listener::bind(Ipv4Addr::LOCALHOST, 0).map_err(|e| {
+            Failure::new(format!(
+                "cannot listen as its servent: {}",
+                crate::os_error::plain(&e)
+            ))
+        })?;
         let port = if ctx.template.has("{port}") {
-            Some(free_port().map_err(|e| Failure::new(format!("no free port: {e}")))?)
+            Some(free_port().map_err(|e| {
+                Failure::new(format!("no free port: {}", crate::os_error::plain(&e)))
+            })?)
         } else {
             None
         };
@@ -172,7 +178,7 @@ impl Scene {
         let id = conn.read_frame(ctx.timing.timeout).map_err(|e| {
             Failure::new("the client sent no ID on connecting (§2: ID first)")
                 .expected("ID(reply port): 00 04 pp pp")
-                .got(e.describe(ctx.timing.timeout))
+                .got_read(&e, ctx.timing.timeout)
         })?;
         let reply_port = match super::diagnose::parse(&id) {
             Some(Frame::Id { port }) if port > 0 => port,
@@ -209,7 +215,11 @@ impl Scene {
             .write_all(format!("{line}\n").as_bytes())
             .and_then(|_| stdin.flush())
             .map_err(|e| {
-                Failure::new(format!("typing {line:?} failed: {e} (has it ended?)")).into()
+                Failure::new(format!(
+                    "typing {line:?} failed: {} (has it ended?)",
+                    crate::os_error::plain(&e)
+                ))
+                .into()
             })
     }
 
@@ -248,11 +258,16 @@ impl Scene {
         // A command waits for the previous one's window to close first.
         let wait = ctx.timing.timeout + WINDOW;
         self.conn.read_frame(wait).map_err(|e| {
-            Failure::new(format!(
-                "after {after}, the client sent its servent nothing"
-            ))
-            .got(e.describe(wait))
-            .into()
+            let what = match e {
+                ReadError::Corrupt(..) => "no frame",
+                ReadError::Timeout(ref b) | ReadError::Closed(ref b) if !b.is_empty() => {
+                    "half a frame"
+                }
+                _ => "nothing",
+            };
+            Failure::new(format!("after {after}, the client sent its servent {what}"))
+                .got_read(&e, wait)
+                .into()
         })
     }
 
@@ -293,7 +308,8 @@ impl Scene {
         let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.reply_port);
         let mut c = Conn::dial(ANSWER_IP, to, ctx.timing.timeout).map_err(|e| {
             Failure::new(format!(
-                "cannot connect to the client's reply port {to}: {e}"
+                "cannot connect to the client's reply port {to}: {}",
+                crate::os_error::plain(&e)
             ))
         })?;
         let from = c.local();
@@ -303,7 +319,21 @@ impl Scene {
             c.send(bytes)
         };
         sent.map_err(|e| {
-            Failure::new(format!("writing {} to the client failed: {e}", hex(bytes)))
+            let f = Failure::new(format!(
+                "writing {} to the client failed: {}",
+                hex(bytes),
+                crate::os_error::plain(&e)
+            ));
+            if bytewise {
+                f.diagnosis([
+                    "the client closed the reply connection before the whole RESP, written \
+                     a byte at a time, had come: it takes one read for one message (§5: a \
+                     frame may arrive in any number of pieces)"
+                        .to_string(),
+                ])
+            } else {
+                f
+            }
         })?;
         c.shutdown_write();
         let _ = c.expect_closed(ctx.timing.timeout);
@@ -324,8 +354,9 @@ fn listener_open(ctx: &Ctx) -> CaseResult {
     let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, s.reply_port);
     if let Err(e) = Conn::dial(ANSWER_IP, to, ctx.timing.timeout) {
         return Err(Failure::new(format!(
-            "its ID names reply port {}, but nothing accepts there before its first request: {e}",
-            s.reply_port
+            "its ID names reply port {}, but nothing accepts there before its first request: {}",
+            s.reply_port,
+            crate::os_error::plain(&e)
         ))
         .diagnosis(["the reply listener is opened after the request is sent: the first answers are refused (§2)".to_string()])
         .into());
@@ -389,6 +420,26 @@ fn answer_printed(ctx: &Ctx) -> CaseResult {
 
 /// FAIL unless a line `value ip:port` appears, with a diagnosis of what did.
 pub(super) fn expect_printed(s: &Scene, ctx: &Ctx, value: &str, from: SocketAddrV4) -> CaseResult {
+    expect_printed_of(s, ctx, value, from, Pieces::Whole)
+}
+
+/// How an answer was written to the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pieces {
+    Whole,
+    /// In several writes, so that the client's reads see parts of a frame.
+    Split,
+}
+
+/// [`expect_printed`], for an answer written as `pieces`: a client that reads once per
+/// message calls a split answer a bad one, which the diagnosis then says.
+pub(super) fn expect_printed_of(
+    s: &Scene,
+    ctx: &Ctx,
+    value: &str,
+    from: SocketAddrV4,
+    pieces: Pieces,
+) -> CaseResult {
     let want = format!("{value} {from}");
     if s.wait_for(&[&want], ctx.timing.timeout).is_some() {
         return Ok(None);
@@ -409,6 +460,14 @@ pub(super) fn expect_printed(s: &Scene, ctx: &Ctx, value: &str, from: SocketAddr
                 "the value is printed, but not as `VALUE IP:PORT`"
             };
         f = f.diagnosis([format!("{hint}: {line:?}")]);
+    } else if let Some(line) = out.lines().find(|l| l.contains(&from.to_string())) {
+        if pieces == Pieces::Split {
+            f = f.diagnosis([format!(
+                "a whole RESP with the command's seq, written in pieces as TCP may deliver \
+                 any frame, was reported as a bad message ({line:?}): the client takes one \
+                 read for one message (§5: read until the length's bytes have all come)"
+            )]);
+        }
     }
     Err(f.into())
 }
@@ -417,7 +476,7 @@ fn answer_split(ctx: &Ctx) -> CaseResult {
     let mut s = Scene::start(ctx)?;
     let seq = s.ask(ctx, "ten")?;
     let from = s.answer(ctx, &resp(seq, b"RedesRules").to_bytes(), true)?;
-    expect_printed(&s, ctx, "RedesRules", from)
+    expect_printed_of(&s, ctx, "RedesRules", from, Pieces::Split)
 }
 
 fn wrong_seq(ctx: &Ctx) -> CaseResult {

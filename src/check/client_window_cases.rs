@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use super::client_cases::{expect_printed, Scene, ANSWER_IP, WINDOW};
+use super::client_cases::{expect_printed, expect_printed_of, Pieces, Scene, ANSWER_IP, WINDOW};
 use super::diagnose::hex;
 use super::harness::resp;
 use super::peer::Conn;
@@ -14,7 +14,8 @@ fn dial_reply(s: &Scene, ctx: &Ctx) -> Result<Conn, Problem> {
     let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, s.reply_port);
     Conn::dial(ANSWER_IP, to, ctx.timing.timeout).map_err(|e| {
         Failure::new(format!(
-            "cannot connect to the client's reply port {to}: {e}"
+            "cannot connect to the client's reply port {to}: {}",
+            crate::os_error::plain(&e)
         ))
         .into()
     })
@@ -22,7 +23,12 @@ fn dial_reply(s: &Scene, ctx: &Ctx) -> Result<Conn, Problem> {
 
 fn write(c: &mut Conn, bytes: &[u8]) -> Result<(), Problem> {
     c.send(bytes).map_err(|e| {
-        Failure::new(format!("writing {} to the client failed: {e}", hex(bytes))).into()
+        Failure::new(format!(
+            "writing {} to the client failed: {}",
+            hex(bytes),
+            crate::os_error::plain(&e)
+        ))
+        .into()
     })
 }
 
@@ -45,8 +51,8 @@ pub fn answers_at_once(ctx: &Ctx) -> CaseResult {
     write(&mut a, &one[5..])?;
     a.shutdown_write();
     b.shutdown_write();
-    expect_printed(&s, ctx, "SecondOne", from_b)?;
-    expect_printed(&s, ctx, "FirstOne", from_a)?;
+    expect_printed_of(&s, ctx, "SecondOne", from_b, Pieces::Split)?;
+    expect_printed_of(&s, ctx, "FirstOne", from_a, Pieces::Split)?;
     Ok(None)
 }
 

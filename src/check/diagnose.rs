@@ -143,6 +143,40 @@ pub fn compare(expected: &Frame, got: &[u8]) -> Vec<String> {
     out
 }
 
+/// Why bytes that announce a frame are none: a length field over 400 that reads as a
+/// fitting length little-endian.
+pub fn unframed(bytes: &[u8]) -> Vec<String> {
+    let Some(kind) = bytes.get(..2).map(|t| u16::from_be_bytes([t[0], t[1]])) else {
+        return Vec::new();
+    };
+    if !(protocol::TYPE_ID..=protocol::TYPE_RESP).contains(&kind) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for field in layout(kind).iter().filter(|f| f.name == "length") {
+        let end = field.at + field.width;
+        let Some(g) = bytes.get(field.at..end) else {
+            continue;
+        };
+        let (big, little) = (be(g), le(g));
+        if big <= protocol::MAX_TEXT as u64 || little > protocol::MAX_TEXT as u64 {
+            continue;
+        }
+        let after = bytes.len() - end;
+        let fits = if after as u64 == little {
+            format!(", the size of the {after} bytes that follow")
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "the length field is little-endian: {} = {big}; read little-endian it is \
+             {little}{fits} (§3: every integer is big-endian)",
+            hex(g)
+        ));
+    }
+    out
+}
+
 /// Why a TTL came out as it did.
 pub fn ttl_hint(want: u64, got: u64) -> String {
     if got + 1 == want {
@@ -235,6 +269,26 @@ mod tests {
             "{hints:?}"
         );
         assert!(hints[0].contains("0a 00 = 2560"), "{hints:?}");
+    }
+
+    #[test]
+    fn an_over_long_length_that_fits_little_endian_is_named() {
+        let mut got = Frame::KeyReq {
+            seq: 0,
+            key: Text::new("alpha").unwrap(),
+        }
+        .to_bytes();
+        got.swap(6, 7);
+        let hints = unframed(&got);
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(hints[0].contains("05 00 = 1280"), "{hints:?}");
+        assert!(
+            hints[0].contains("it is 5, the size of the 5 bytes"),
+            "{hints:?}"
+        );
+        // A length over 400 either way is no endianness slip.
+        assert!(unframed(&[0, 5, 0, 0, 0, 0, 0xff, 0xff]).is_empty());
+        assert!(unframed(&[0x48, 0x54, 0x54, 0x50]).is_empty());
     }
 
     #[test]

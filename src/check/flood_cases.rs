@@ -199,7 +199,7 @@ fn forward_check(
             send_frame(&mut s.a, &sentinel)?;
             let got = s.b.read_frame(ctx.timing.timeout).map_err(|e| {
                 Failure::new("the sentinel KEYFLOOD (TTL 2) was not forwarded to B")
-                    .got(e.describe(ctx.timing.timeout))
+                    .got_read(&e, ctx.timing.timeout)
             })?;
             if got == keyflood(1, seq + 1, reply, b"sentinel").to_bytes() {
                 return Ok(());
@@ -245,7 +245,7 @@ fn ttl_decrement(ctx: &Ctx) -> CaseResult {
     send_frame(&mut s.a, &keyflood(2, 101, reply, b"sentinel"))?;
     let got = s.b.read_frame(ctx.timing.timeout).map_err(|e| {
         Failure::new("a KEYFLOOD with TTL 1, then one with TTL 2, sent by A: nothing reached B")
-            .got(e.describe(ctx.timing.timeout))
+            .got_read(&e, ctx.timing.timeout)
     })?;
     let want = keyflood(0, 100, reply, b"nothing-here");
     if got == keyflood(1, 101, reply, b"sentinel").to_bytes() {
@@ -292,7 +292,7 @@ fn not_back_to_sender(ctx: &Ctx) -> CaseResult {
     // Sentinel from B: A must see it before anything else.
     send_frame(&mut s.b, &keyflood(2, 501, reply, b"sentinel"))?;
     let got = s.a.read_frame(ctx.timing.timeout).map_err(|e| {
-        Failure::new("a flood sent by B was not forwarded to A").got(e.describe(ctx.timing.timeout))
+        Failure::new("a flood sent by B was not forwarded to A").got_read(&e, ctx.timing.timeout)
     })?;
     if got == keyflood(1, 500, reply, b"nothing-here").to_bytes() {
         return Err(Failure::new(
@@ -529,7 +529,7 @@ fn neighbour_disconnects(ctx: &Ctx) -> CaseResult {
     // That request (seq 4242, alpha) went to B too.
     let got = b.read_frame(ctx.timing.timeout).map_err(|e| {
         Failure::new("after neighbour A left, a client's query was not flooded to neighbour B")
-            .got(e.describe(ctx.timing.timeout))
+            .got_read(&e, ctx.timing.timeout)
     })?;
     match diagnose::parse(&got) {
         Some(Frame::KeyFlood(f)) if f.seq == 4242 && f.ttl == 3 => {}

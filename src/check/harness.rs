@@ -90,16 +90,23 @@ impl Instance {
                 "the command has no {neighbours}: the checker cannot be its neighbour".into(),
             ));
         }
-        let kv = ScratchFile::write("servent.kv", &standard_kv())
-            .map_err(|e| start_failure(format!("cannot write the key-value file: {e}")))?;
+        let kv = ScratchFile::write("servent.kv", &standard_kv()).map_err(|e| {
+            start_failure(format!(
+                "cannot write the key-value file: {}",
+                crate::os_error::plain(&e)
+            ))
+        })?;
         let mut listeners = Vec::new();
         for _ in 0..setup.neighbours {
-            listeners.push(
-                Listener::bind(Ipv4Addr::LOCALHOST, 0)
-                    .map_err(|e| start_failure(format!("cannot listen as a neighbour: {e}")))?,
-            );
+            listeners.push(Listener::bind(Ipv4Addr::LOCALHOST, 0).map_err(|e| {
+                start_failure(format!(
+                    "cannot listen as a neighbour: {}",
+                    crate::os_error::plain(&e)
+                ))
+            })?);
         }
-        let port = free_port().map_err(|e| start_failure(format!("no free port: {e}")))?;
+        let port = free_port()
+            .map_err(|e| start_failure(format!("no free port: {}", crate::os_error::plain(&e))))?;
         let neighbours: Vec<SocketAddrV4> = listeners.iter().map(|l| l.addr).collect();
         let process = spawn_listening(ctx, port, &kv, &neighbours)?;
         let mut links = Vec::new();
@@ -115,7 +122,7 @@ impl Instance {
             let first = conn.read_frame(ctx.timing.timeout).map_err(|e| {
                 Failure::new(format!("the link to neighbour {} carried no ID(0)", l.addr))
                     .expected(format!("ID(0): {}", hex(&Frame::Id { port: 0 }.to_bytes())))
-                    .got(e.describe(ctx.timing.timeout))
+                    .got_read(&e, ctx.timing.timeout)
             })?;
             expect_frame(
                 &first,
@@ -147,8 +154,12 @@ impl Instance {
                 "a network needs {kv} and {neighbours} in the command".into(),
             ));
         }
-        let kv = ScratchFile::write("node.kv", kv)
-            .map_err(|e| start_failure(format!("cannot write the key-value file: {e}")))?;
+        let kv = ScratchFile::write("node.kv", kv).map_err(|e| {
+            start_failure(format!(
+                "cannot write the key-value file: {}",
+                crate::os_error::plain(&e)
+            ))
+        })?;
         let process = spawn_listening(ctx, port, &kv, peers)?;
         Ok(Instance {
             process,
@@ -166,8 +177,12 @@ impl Instance {
     /// A client from 127.0.0.2 with a reply listener on a port below 32768 (so that
     /// signed ports fail servent.reply-port-high alone), its ID sent.
     pub fn client(&self, ctx: &Ctx) -> Result<Client, Problem> {
-        let reply = Listener::bind_in_half(CLIENT_IP, false)
-            .map_err(|e| start_failure(format!("cannot open a reply listener: {e}")))?;
+        let reply = Listener::bind_in_half(CLIENT_IP, false).map_err(|e| {
+            start_failure(format!(
+                "cannot open a reply listener: {}",
+                crate::os_error::plain(&e)
+            ))
+        })?;
         self.client_with(ctx, reply)
     }
 
@@ -188,8 +203,9 @@ impl Instance {
     pub fn dial(&self, ctx: &Ctx) -> Result<Conn, Problem> {
         Conn::dial(CLIENT_IP, self.addr(), ctx.timing.timeout).map_err(|e| {
             let mut f = Failure::new(format!(
-                "cannot connect to the servent at {}: {e}",
-                self.addr()
+                "cannot connect to the servent at {}: {}",
+                self.addr(),
+                crate::os_error::plain(&e)
             ));
             let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);
             if Conn::dial(CLIENT_IP, local, ctx.timing.timeout).is_ok() {
@@ -343,7 +359,7 @@ pub fn read_expecting(
     link.read_frame(ctx.timing.timeout).map_err(|e| {
         Failure::new(format!("{what}: the frame expected did not come"))
             .expected(show_frame(&want.to_bytes()))
-            .got(e.describe(ctx.timing.timeout))
+            .got_read(&e, ctx.timing.timeout)
             .diagnosis(if e.bytes().is_empty() {
                 Vec::new()
             } else {
@@ -355,7 +371,12 @@ pub fn read_expecting(
 
 pub fn send(conn: &mut Conn, bytes: &[u8]) -> Result<(), Problem> {
     conn.send(bytes).map_err(|e| {
-        Failure::new(format!("writing {} to the servent failed: {e}", hex(bytes))).into()
+        Failure::new(format!(
+            "writing {} to the servent failed: {}",
+            hex(bytes),
+            crate::os_error::plain(&e)
+        ))
+        .into()
     })
 }
 

@@ -135,6 +135,15 @@ impl Failure {
         self
     }
 
+    /// `got` for a read that brought no frame, with what its bytes let us diagnose.
+    pub fn got_read(self, e: &peer::ReadError, waited: Duration) -> Failure {
+        let hints = match e {
+            peer::ReadError::Corrupt(bytes, _) => diagnose::unframed(bytes),
+            _ => Vec::new(),
+        };
+        self.got(e.describe(waited)).diagnosis(hints)
+    }
+
     pub fn diagnosis(mut self, hints: impl IntoIterator<Item = String>) -> Failure {
         for h in hints {
             let line = format!("diagnosis: {h}");

@@ -45,7 +45,9 @@ impl Net {
     fn start(ctx: &Ctx, edges: &[&[usize]], keys: &[&str]) -> Result<Net, Problem> {
         let mut ports = Vec::new();
         for _ in edges {
-            ports.push(free_port().map_err(|e| Failure::new(format!("no free port: {e}")))?);
+            ports.push(free_port().map_err(|e| {
+                Failure::new(format!("no free port: {}", crate::os_error::plain(&e)))
+            })?);
         }
         let mut nodes = Vec::new();
         for (i, named) in edges.iter().enumerate() {

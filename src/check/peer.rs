@@ -137,7 +137,7 @@ impl Conn {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => Ok(true),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(false),
-            Err(e) => Err(ReadError::Io(e.to_string())),
+            Err(e) => Err(ReadError::Io(crate::os_error::plain(&e))),
         }
     }
 

@@ -198,8 +198,12 @@ fn id_port(ctx: &Ctx) -> CaseResult {
 
 fn id_zero(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let reply = Listener::bind_in_half(CLIENT_IP, false)
-        .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
+    let reply = Listener::bind_in_half(CLIENT_IP, false).map_err(|e| {
+        Problem::Fail(Failure::new(format!(
+            "cannot listen: {}",
+            crate::os_error::plain(&e)
+        )))
+    })?;
     let mut link = inst.dial(ctx)?;
     send(&mut link, &Frame::Id { port: 0 }.to_bytes())?;
     let flood = super::harness::keyflood(0, 11, reply.addr, b"alpha");
@@ -251,8 +255,12 @@ fn nothing_on_client_connection(ctx: &Ctx) -> CaseResult {
 
 fn split_bytewise(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let reply = Listener::bind_in_half(CLIENT_IP, false)
-        .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
+    let reply = Listener::bind_in_half(CLIENT_IP, false).map_err(|e| {
+        Problem::Fail(Failure::new(format!(
+            "cannot listen: {}",
+            crate::os_error::plain(&e)
+        )))
+    })?;
     let mut conn = inst.dial(ctx)?;
     let mut bytes = Frame::Id {
         port: reply.addr.port(),
@@ -260,7 +268,12 @@ fn split_bytewise(ctx: &Ctx) -> CaseResult {
     .to_bytes();
     bytes.extend(keyreq(21, b"tabbed"));
     conn.send_bytewise(&bytes, Duration::from_millis(15))
-        .map_err(|e| Problem::Fail(Failure::new(format!("writing failed: {e}"))))?;
+        .map_err(|e| {
+            Problem::Fail(Failure::new(format!(
+                "writing failed: {}",
+                crate::os_error::plain(&e)
+            )))
+        })?;
     let c = super::harness::Client { conn, reply };
     c.expect_answer(ctx, 21, b"value\twith\ttabs")
         .map_err(|p| {
@@ -286,8 +299,12 @@ fn split_bytewise(ctx: &Ctx) -> CaseResult {
 
 fn coalesced(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let reply = Listener::bind_in_half(CLIENT_IP, false)
-        .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
+    let reply = Listener::bind_in_half(CLIENT_IP, false).map_err(|e| {
+        Problem::Fail(Failure::new(format!(
+            "cannot listen: {}",
+            crate::os_error::plain(&e)
+        )))
+    })?;
     let mut conn = inst.dial(ctx)?;
     let mut bytes = Frame::Id {
         port: reply.addr.port(),
@@ -347,16 +364,24 @@ fn key_400(ctx: &Ctx) -> CaseResult {
 
 fn reply_port_high(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let high = Listener::bind_in_half(CLIENT_IP, true)
-        .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
+    let high = Listener::bind_in_half(CLIENT_IP, true).map_err(|e| {
+        Problem::Fail(Failure::new(format!(
+            "cannot listen: {}",
+            crate::os_error::plain(&e)
+        )))
+    })?;
     let mut high = inst.client_with(ctx, high)?;
     high.keyreq(61, b"alpha")?;
     let Err(problem) = high.expect_answer(ctx, 61, b"first value") else {
         return Ok(None);
     };
     // Does a port below 32768 work? Then the sign bit is the trouble.
-    let low = Listener::bind_in_half(CLIENT_IP, false)
-        .map_err(|e| Problem::Fail(Failure::new(format!("cannot listen: {e}"))))?;
+    let low = Listener::bind_in_half(CLIENT_IP, false).map_err(|e| {
+        Problem::Fail(Failure::new(format!(
+            "cannot listen: {}",
+            crate::os_error::plain(&e)
+        )))
+    })?;
     let mut low = inst.client_with(ctx, low)?;
     low.keyreq(62, b"alpha")?;
     let low_ok = low.expect_answer(ctx, 62, b"first value").is_ok();
@@ -432,7 +457,7 @@ fn closes_on(ctx: &Ctx, bytes: &[u8], what: &str) -> CaseResult {
             "after {what}, the servent did not close the connection (§5: the stream is corrupt)"
         ))
         .expected("the connection closed")
-        .got(e.describe(ctx.timing.timeout))
+        .got_read(&e, ctx.timing.timeout)
         .into());
     }
     inst.still_serves(ctx, &format!("after {what}"))?;
@@ -484,8 +509,12 @@ fn refused_reply_port(ctx: &Ctx) -> CaseResult {
     let mut inst = Instance::start(ctx, NONE)?;
     // A port held bound but not listening: connections to it are refused, and no
     // other case can take it while this one runs.
-    let held = refusing_port()
-        .map_err(|e| Problem::Fail(Failure::new(format!("cannot hold a port: {e}"))))?;
+    let held = refusing_port().map_err(|e| {
+        Problem::Fail(Failure::new(format!(
+            "cannot hold a port: {}",
+            crate::os_error::plain(&e)
+        )))
+    })?;
     let port = held.1;
     let mut conn = inst.dial(ctx)?;
     send(&mut conn, &Frame::Id { port }.to_bytes())?;

@@ -155,7 +155,12 @@ impl Process {
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("cannot start `{command_line}`: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start `{command_line}`: {}",
+                    crate::os_error::plain(&e)
+                )
+            })?;
         Ok(Process {
             child,
             command_line,
