@@ -4,7 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use super::client_cases::{expect_printed, expect_printed_of, Pieces, Scene, ANSWER_IP, WINDOW};
+use super::client_cases::{expect_printed, expect_printed_of, Pieces};
+use super::client_scene::{Scene, ANSWER_IP, WINDOW};
 use super::diagnose::hex;
 use super::harness::resp;
 use super::peer::Conn;

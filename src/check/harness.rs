@@ -13,7 +13,7 @@ use super::{Ctx, Failure, Problem};
 use crate::protocol::{Flood, Frame, Text};
 
 /// The key-value file most cases use (§12): tabs, a `#` in a value, comments, a
-/// duplicate, a 400-byte key.
+/// duplicate, a 400-byte key, and [`SYMMETRIC_KEY`].
 pub fn standard_kv() -> Vec<u8> {
     let mut kv = String::from(
         "# the checker's key-value file: this line is a comment\n\
@@ -28,8 +28,15 @@ pub fn standard_kv() -> Vec<u8> {
     );
     kv.push_str(&"K".repeat(400));
     kv.push_str(" the value of a 400-byte key\n");
+    kv.push_str(&SYMMETRIC_KEY);
+    kv.push_str(" symmetric\n");
     kv.into_bytes()
 }
+
+/// A key of 257 bytes: its length field, 01 01, reads the same in either byte order,
+/// so a servent that reads lengths little-endian still finds it.
+pub static SYMMETRIC_KEY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| "S".repeat(0x0101));
 
 /// What an instance needs.
 #[derive(Clone, Copy)]

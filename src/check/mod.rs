@@ -28,6 +28,7 @@ macro_rules! case {
 }
 
 pub mod client_cases;
+pub mod client_scene;
 pub mod client_window_cases;
 pub mod diagnose;
 pub mod flood_cases;

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::diagnose::hex;
-use super::harness::{keyreq, send, Instance, Setup};
+use super::harness::{keyreq, send, Instance, Setup, SYMMETRIC_KEY};
 use super::peer::{Listener, CLIENT_IP};
 use super::{Case, CaseResult, Ctx, Failure, Problem};
 use crate::protocol::Frame;
@@ -346,7 +346,38 @@ fn coalesced(ctx: &Ctx) -> CaseResult {
 
 fn big_endian(ctx: &Ctx) -> CaseResult {
     // seq 0x0102_0304 and a value of length 10 (00 0a): a byte-swapped field is visible.
-    lookup(ctx, 0x0102_0304, b"ten", b"RedesRules")
+    let inst = Instance::start(ctx, NONE)?;
+    let mut c = inst.client(ctx)?;
+    c.keyreq(0x0102_0304, b"ten")?;
+    let Err(problem) = c.expect_answer(ctx, 0x0102_0304, b"RedesRules") else {
+        return Ok(None);
+    };
+    // No answer at all? Ask again with a seq and a key length that read the same
+    // either way round: if that one is answered, the byte order is the trouble.
+    let Problem::Fail(f) = problem else {
+        return Err(problem);
+    };
+    if !f.lines.iter().any(|l| l.contains("no connection")) {
+        return Err(Problem::Fail(f));
+    }
+    let mut probe = inst.client(ctx)?;
+    probe.keyreq(0x0505_0505, SYMMETRIC_KEY.as_bytes())?;
+    let Some(answer) = probe.reply.answer(ctx.timing.timeout) else {
+        return Err(Problem::Fail(f));
+    };
+    Err(Problem::Fail(
+        f.got(format!(
+            "to KEYREQ seq 05 05 05 05 for a 257-byte key (length 01 01), the same read \
+         either way round: {}",
+            answer.describe()
+        ))
+        .diagnosis([
+            "a KEYREQ whose key length is 00 03 goes unanswered, one whose length reads the \
+         same in both byte orders is answered: the servent reads the length field \
+         little-endian (00 03 as 768, over the limit) (§3: every integer is big-endian)"
+                .to_string(),
+        ]),
+    ))
 }
 
 fn seq_max(ctx: &Ctx) -> CaseResult {

@@ -80,22 +80,46 @@ impl Template {
 }
 
 /// A port that was free a moment ago (bound on all interfaces without SO_REUSEADDR,
-/// then released), taken from 10000 up, below the system's ephemeral range so that no connection the
-/// checker makes meanwhile can be given it, and never the same twice in one run.
+/// then released), taken from 10000 up, below the system's ephemeral range so that no
+/// connection the checker makes meanwhile can be given it, and never the same twice in
+/// one run.
 pub fn free_port() -> std::io::Result<u16> {
+    let lowest_ephemeral = ephemeral_range().0.clamp(12000, 20000);
+    // Reply listeners below 32768 take 20000 and up (peer.rs).
+    free_port_in(10000, lowest_ephemeral)
+}
+
+/// A free port of 32768 or more, where a port read as a signed 16-bit number turns
+/// negative: above the ephemeral range when there is room, else near its top.
+pub fn free_high_port() -> std::io::Result<u16> {
+    let highest_ephemeral = ephemeral_range().1;
+    if highest_ephemeral < 65000 && highest_ephemeral >= 32768 {
+        free_port_in(highest_ephemeral + 1, 65536)
+    } else {
+        free_port_in(62000, 65536)
+    }
+}
+
+/// The system's ephemeral port range, or Linux's default.
+fn ephemeral_range() -> (usize, usize) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|w| w.parse::<usize>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A free port in `from..to`.
+fn free_port_in(from: usize, to: usize) -> std::io::Result<u16> {
     use socket2::{Domain, Protocol, Socket, Type};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(32768)
-        .clamp(12000, 20000);
-    // Reply listeners below 32768 take 20000 and up (peer.rs).
-    let (base, span) = (10000, lowest_ephemeral - 10000);
+    let span = to - from;
     let start = std::process::id() as usize * 7919;
     let mut last = None;
     for _ in 0..span.min(500) {
-        let port = (base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let port = (from + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         match s.bind(&std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()) {
             Ok(()) => return Ok(port),
