@@ -93,7 +93,7 @@ pub fn free_port() -> std::io::Result<u16> {
 /// negative: above the ephemeral range when there is room, else near its top.
 pub fn free_high_port() -> std::io::Result<u16> {
     let highest_ephemeral = ephemeral_range().1;
-    if highest_ephemeral < 65000 && highest_ephemeral >= 32768 {
+    if (32768..65000).contains(&highest_ephemeral) {
         free_port_in(highest_ephemeral + 1, 65536)
     } else {
         free_port_in(62000, 65536)
