@@ -28,7 +28,7 @@ const QUIET: Duration = Duration::from_millis(1500);
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// Every defect tp3ref.py knows, as `--list-defects` must list it.
-const ALL_DEFECTS: [&str; 15] = [
+const ALL_DEFECTS: [&str; 16] = [
     "little-endian-lengths",
     "signed-ports",
     "one-read-per-message",
@@ -39,6 +39,7 @@ const ALL_DEFECTS: [&str; 15] = [
     "no-flood-when-found",
     "topology-no-space",
     "topology-trailing-space",
+    "listen-address-in-topology",
     "localhost-in-floods",
     "late-listener",
     "ignore-wrong-seq",
@@ -531,18 +532,25 @@ fn topology_answer(node: &Node, info: &[u8]) -> String {
 }
 
 #[test]
-fn topology_defects_get_the_separator_wrong() {
+fn topology_defects_get_the_separator_or_the_address_wrong() {
     let dir = TempDir::new("defect-topology");
     let info = b"10.9.8.7:6543";
-    for (defects, expect) in [
+    for (i, (defects, expect)) in [
         (&[][..], "10.9.8.7:6543 127.0.0.1:{}"),
         (&["topology-no-space"][..], "10.9.8.7:6543127.0.0.1:{}"),
         (
             &["topology-trailing-space"][..],
             "10.9.8.7:6543 127.0.0.1:{} ",
         ),
-    ] {
-        let node = ref_servent(&dir, &format!("s{}", defects.len()), "", defects);
+        (
+            &["listen-address-in-topology"][..],
+            "10.9.8.7:6543 0.0.0.0:{}",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let node = ref_servent(&dir, &format!("s{i}"), "", defects);
         let expect = expect.replace("{}", &node.port().to_string());
         assert_eq!(topology_answer(&node, info), expect, "{defects:?}");
     }

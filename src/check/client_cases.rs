@@ -10,10 +10,11 @@ use super::client_scene::{Scene, ANSWER_IP, WINDOW};
 use super::diagnose::show_frame;
 use super::harness::{expect_frame, resp};
 use super::peer::Conn;
-use super::{Case, CaseResult, Ctx, Failure};
+use super::target::{free_high_port, free_port};
+use super::{Case, CaseResult, Ctx, Failure, Problem};
 use crate::protocol::Frame;
 
-const NO_ANSWER: &[&str] = &["no answer", "nenhuma resposta"];
+pub(super) const NO_ANSWER: &[&str] = &["no answer", "nenhuma resposta"];
 const UNKNOWN: &[&str] = &["unknown command", "comando desconhecido"];
 
 pub fn cases() -> Vec<Case> {
@@ -23,6 +24,12 @@ pub fn cases() -> Vec<Case> {
             "§2 §10",
             "connects and sends ID(reply port) first, the port of {port}",
             id_first
+        ),
+        case!(
+            "client.reply-port-high",
+            "§3 §4.1",
+            "a reply port of 32768 or more is sent and used as unsigned",
+            reply_port_high
         ),
         case!(
             "client.listener-open",
@@ -75,6 +82,7 @@ pub fn cases() -> Vec<Case> {
         case!("client.answers-at-once", "§10", "two answer connections open at once are both printed", super::client_window_cases::answers_at_once),
         case!("client.not-resp", "§10", "a frame other than RESP on a reply connection is discarded with a message naming its source", super::client_window_cases::not_resp),
         case!("client.window-restart", "§10", "each answer restarts the 4-second window: answers at 3 s and 6 s are both printed", super::client_window_cases::window_restart),
+        case!("client.window-closed", "§10", "an answer after the window has closed is not printed as an answer", super::client_window_cases::window_closed),
         case!(
             "client.no-answer",
             "§10",
@@ -109,6 +117,43 @@ fn id_first(ctx: &Ctx) -> CaseResult {
         expect_frame(&s.id, &Frame::Id { port: p }, "the client's ID")?;
     }
     Ok(None)
+}
+
+fn reply_port_high(ctx: &Ctx) -> CaseResult {
+    if !ctx.template.has("{port}") {
+        return Err(Problem::Skip(
+            "the command has no {port}: the client picks its own reply port".into(),
+        ));
+    }
+    let Err(problem) = lookup_on(ctx, free_high_port) else {
+        return Ok(None);
+    };
+    // Do the same steps pass with a port below 32768? Then the sign bit is the trouble.
+    let Problem::Fail(f) = problem else {
+        return Err(problem);
+    };
+    if lookup_on(ctx, free_port).is_err() {
+        return Err(Problem::Fail(f));
+    }
+    Err(Problem::Fail(
+        f.diagnosis([
+            "with a reply port below 32768 the same steps pass: ports of 32768 and up are \
+         read or written as signed 16-bit numbers (§3: ports are unsigned)"
+                .to_string(),
+        ]),
+    ))
+}
+
+/// Starts the client with `{port}` from `pick`, checks its ID names that port, asks
+/// `? ten` and expects the answer printed.
+fn lookup_on(ctx: &Ctx, pick: fn() -> std::io::Result<u16>) -> CaseResult {
+    let mut s = Scene::start_on(ctx, pick)?;
+    if let Some(p) = s.port {
+        expect_frame(&s.id, &Frame::Id { port: p }, "the client's ID")?;
+    }
+    let seq = s.ask(ctx, "ten")?;
+    let from = s.answer(ctx, &resp(seq, b"RedesRules").to_bytes(), false)?;
+    expect_printed(&s, ctx, "RedesRules", from)
 }
 
 fn listener_open(ctx: &Ctx) -> CaseResult {

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use super::client_cases::{expect_printed, expect_printed_of, Pieces};
+use super::client_cases::{expect_printed, expect_printed_of, Pieces, NO_ANSWER};
 use super::client_scene::{Scene, ANSWER_IP, WINDOW};
 use super::diagnose::hex;
 use super::harness::resp;
@@ -111,4 +111,35 @@ pub fn window_restart(ctx: &Ctx) -> CaseResult {
         })?;
     }
     Ok(None)
+}
+
+pub fn window_closed(ctx: &Ctx) -> CaseResult {
+    let mut s = Scene::start(ctx)?;
+    let seq = s.ask(ctx, "ten")?;
+    if s.wait_for(NO_ANSWER, WINDOW + ctx.timing.timeout).is_none() {
+        return Err(Failure::new(format!(
+            "no answer came, and {} s after the command the client had not said so (§10)",
+            (WINDOW + ctx.timing.timeout).as_secs()
+        ))
+        .got(format!("{:?}", s.output()))
+        .into());
+    }
+    // The window is closed: an answer now, to that command, is too late, now and
+    // during the next command's window.
+    let late = s.answer(ctx, &resp(seq, b"TooLate").to_bytes(), false)?;
+    let printed = format!("TooLate {late}");
+    let mut line = s.wait_for(&[&printed], ctx.timing.quiet);
+    if line.is_none() {
+        s.ask(ctx, "alpha")?;
+        line = s.wait_for(&[&printed], ctx.timing.quiet);
+    }
+    match line {
+        None => Ok(None),
+        Some(line) => Err(Failure::new(
+            "an answer that came after the window had closed (and after `no answer`) was \
+             printed as an answer (§10: the wait is over; the next command has another seq)",
+        )
+        .got(format!("{line:?}"))
+        .into()),
+    }
 }

@@ -45,6 +45,9 @@ pub struct Setup {
     pub neighbours: usize,
 }
 
+/// A lone instance: no neighbours.
+pub const NONE: Setup = Setup { neighbours: 0 };
+
 /// One running servent under test, with the links it dialled to the checker.
 pub struct Instance {
     pub process: Process,
@@ -208,10 +211,15 @@ impl Instance {
 
     /// A bare connection from 127.0.0.2, nothing sent.
     pub fn dial(&self, ctx: &Ctx) -> Result<Conn, Problem> {
-        Conn::dial(CLIENT_IP, self.addr(), ctx.timing.timeout).map_err(|e| {
+        self.dial_at(ctx, SERVENT_IP)
+    }
+
+    /// A bare connection from 127.0.0.2 to the servent at `ip` (its port).
+    pub fn dial_at(&self, ctx: &Ctx, ip: Ipv4Addr) -> Result<Conn, Problem> {
+        let to = SocketAddrV4::new(ip, self.port);
+        Conn::dial(CLIENT_IP, to, ctx.timing.timeout).map_err(|e| {
             let mut f = Failure::new(format!(
-                "cannot connect to the servent at {}: {}",
-                self.addr(),
+                "cannot connect to the servent at {to}: {}",
                 crate::os_error::plain(&e)
             ));
             let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);

@@ -5,12 +5,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::diagnose::hex;
-use super::harness::{keyreq, send, Instance, Setup, SYMMETRIC_KEY};
+use super::harness::{keyreq, send, Instance, Setup, NONE, SYMMETRIC_KEY};
 use super::peer::{Listener, CLIENT_IP};
 use super::{Case, CaseResult, Ctx, Failure, Problem};
 use crate::protocol::Frame;
-
-const NONE: Setup = Setup { neighbours: 0 };
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -269,10 +267,18 @@ fn split_bytewise(ctx: &Ctx) -> CaseResult {
     bytes.extend(keyreq(21, b"tabbed"));
     conn.send_bytewise(&bytes, Duration::from_millis(15))
         .map_err(|e| {
-            Problem::Fail(Failure::new(format!(
-                "writing failed: {}",
-                crate::os_error::plain(&e)
-            )))
+            Problem::Fail(
+                Failure::new(format!(
+                    "writing ID and KEYREQ one byte per segment ({}) failed: {}",
+                    hex(&bytes),
+                    crate::os_error::plain(&e)
+                ))
+                .diagnosis([
+                    "the servent closed the connection on part of a frame: one read taken \
+                     for one message (§5: a frame may arrive in any number of pieces)"
+                        .to_string(),
+                ]),
+            )
         })?;
     let c = super::harness::Client { conn, reply };
     c.expect_answer(ctx, 21, b"value\twith\ttabs")

@@ -1,12 +1,15 @@
 //! Servent cases about topology strings (§8): how a servent names itself when it
 //! answers a TOPOREQ, and how it appends itself to a TOPOFLOOD. The checker plays two
-//! neighbours and a client, as in [`super::flood_cases`].
+//! neighbours and a client, as in [`super::flood_cases`], or a client alone.
 
 use super::diagnose;
 use super::flood_cases::{expect_client_flood, send_frame, Scene};
-use super::harness::{expect_on, send, topoflood};
-use super::{Case, CaseResult, Ctx, Problem};
-use crate::protocol::TYPE_TOPOREQ;
+use std::net::Ipv4Addr;
+
+use super::harness::{expect_on, send, topoflood, Client, Instance, NONE};
+use super::peer::{Listener, CLIENT_IP};
+use super::{Case, CaseResult, Ctx, Failure, Problem};
+use crate::protocol::{Frame, TYPE_TOPOREQ};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -28,7 +31,45 @@ pub fn cases() -> Vec<Case> {
             "a topology string ending in a space is trimmed before appending",
             topo_trim
         ),
+        case!(
+            "servent.topo-reached-address",
+            "§8",
+            "a servent names itself by the address it was reached at (here 127.0.0.7), never 0.0.0.0",
+            topo_reached_address
+        ),
     ]
+}
+
+/// A second loopback address the checker reaches the servent at.
+const OTHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
+
+fn topo_reached_address(ctx: &Ctx) -> CaseResult {
+    let inst = Instance::start(ctx, NONE)?;
+    let Ok(mut conn) = inst.dial_at(ctx, OTHER_IP) else {
+        return Err(Problem::Skip(format!(
+            "it does not accept at {OTHER_IP}: it listens on one address only"
+        )));
+    };
+    let reply = Listener::bind_in_half(CLIENT_IP, false).map_err(|e| {
+        Failure::new(format!(
+            "cannot open a reply listener: {}",
+            crate::os_error::plain(&e)
+        ))
+    })?;
+    send(
+        &mut conn,
+        &Frame::Id {
+            port: reply.addr.port(),
+        }
+        .to_bytes(),
+    )?;
+    let mut client = Client { conn, reply };
+    send(&mut client.conn, &[0, TYPE_TOPOREQ as u8, 0, 0, 3, 0x21])?;
+    let me = format!("{OTHER_IP}:{}", inst.port);
+    client
+        .expect_answer(ctx, 801, me.as_bytes())
+        .map_err(|p| topo_hint(p, &me))?;
+    Ok(None)
 }
 
 fn toporeq(ctx: &Ctx) -> CaseResult {

@@ -57,6 +57,9 @@ KNOWN_DEFECTS = {
                           "appends its ip:port to topology info without the separating space"),
     "topology-trailing-space": ("servent",
                                 "every topology string it writes ends with a trailing space"),
+    "listen-address-in-topology": ("servent",
+                                   "names itself in topology strings by its listening "
+                                   "socket's address, 0.0.0.0, not the one it was reached at"),
     "localhost-in-floods": ("servent",
                             "writes 127.0.0.1 as the client's IP in KEYFLOOD/TOPOFLOOD "
                             "instead of the client connection's source address"),
@@ -347,6 +350,8 @@ class Servent:
     def myaddr(self, conn):
         """§8: the connection's local IP with this servent's listening port (never the
         ephemeral port of a link it dialled)."""
+        if defect("listen-address-in-topology"):
+            return fmt((self.lsock.getsockname()[0], self.port)).encode()
         return fmt((conn.sock.getsockname()[0], self.port)).encode()
 
     def on_request(self, conn, f):
