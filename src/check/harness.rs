@@ -374,7 +374,8 @@ pub fn read_expecting(
     link.read_frame(ctx.timing.timeout).map_err(|e| {
         Failure::new(format!("{what}: the frame expected did not come"))
             .expected(show_frame(&want.to_bytes()))
-            .got_read(&e, ctx.timing.timeout)
+            // Knowing the frame expected, `compare` says more than `got_read` could.
+            .got(e.describe(ctx.timing.timeout))
             .diagnosis(if e.bytes().is_empty() {
                 Vec::new()
             } else {

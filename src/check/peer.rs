@@ -276,17 +276,17 @@ impl Answer {
 
     pub fn describe(&self) -> String {
         let mut s = format!("from {}: ", self.from);
-        if self.frames.is_empty() {
-            s.push_str("no frame");
-        }
         for (i, f) in self.frames.iter().enumerate() {
             if i > 0 {
                 s.push_str(", then ");
             }
             s.push_str(&super::diagnose::show_frame(f));
         }
-        if let Some(t) = &self.trouble {
-            s.push_str(&format!("; then {t}"));
+        match (&self.trouble, self.frames.is_empty()) {
+            (Some(t), true) => s.push_str(t),
+            (Some(t), false) => s.push_str(&format!("; then {t}")),
+            (None, true) => s.push_str("no frame"),
+            (None, false) => {}
         }
         s
     }

@@ -371,19 +371,13 @@ fn big_endian(ctx: &Ctx) -> CaseResult {
     let Some(answer) = probe.reply.answer(ctx.timing.timeout) else {
         return Err(Problem::Fail(f));
     };
-    Err(Problem::Fail(
-        f.got(format!(
-            "to KEYREQ seq 05 05 05 05 for a 257-byte key (length 01 01), the same read \
-         either way round: {}",
-            answer.describe()
-        ))
-        .diagnosis([
-            "a KEYREQ whose key length is 00 03 goes unanswered, one whose length reads the \
-         same in both byte orders is answered: the servent reads the length field \
-         little-endian (00 03 as 768, over the limit) (§3: every integer is big-endian)"
-                .to_string(),
-        ]),
-    ))
+    Err(Problem::Fail(f.diagnosis([format!(
+        "a KEYREQ whose key length is 00 03 went unanswered, but one whose seq and length \
+         read the same in both byte orders (05 05 05 05, and 01 01 for a 257-byte key) was \
+         answered ({}): the servent reads the length field little-endian, 00 03 as 768, \
+         over the limit (§3: every integer is big-endian)",
+        answer.describe()
+    )])))
 }
 
 fn seq_max(ctx: &Ctx) -> CaseResult {
