@@ -208,7 +208,10 @@ fn seq_increments(ctx: &Ctx) -> CaseResult {
     let first = s.ask(ctx, "alpha")?;
     let second = s.ask(ctx, "beta")?;
     if second == first.wrapping_add(1) {
-        return Ok(None);
+        // Worth a note: a grader expecting the assignment's examples may assume 0.
+        return Ok(Some(format!(
+            "its first seq is {first} (any start is allowed; each command adds one)"
+        )));
     }
     Err(
         Failure::new("the second command's seq is not one more than the first's (§10)")
