@@ -1,11 +1,23 @@
 //! Graphs for the simulator: undirected, simple (no self loops, no parallel edges),
 //! stored compactly (CSR: one offsets array, one neighbours array), so a million
 //! servents of degree 4 cost 20 MB of graph.
+//!
+//! Here: [`Graph`], its line, ring and the perf bench's random regular graph. In
+//! submodules: the other families (grid, torus, Erdős–Rényi, Barabási–Albert,
+//! Watts–Strogatz, a fast random regular graph: `generators`), edge-list files
+//! (`edge_list`), and [`Topology`], a graph described by a spec such as `ba:10000:2`
+//! (`spec`).
 
 use std::collections::VecDeque;
 use std::fmt;
 
 use super::rng::Rng;
+
+mod edge_list;
+mod generators;
+mod spec;
+
+pub use spec::Topology;
 
 /// A node's index: servents are numbered from 0.
 pub type Node = u32;
@@ -25,6 +37,14 @@ impl fmt::Display for TopologyError {
 
 impl std::error::Error for TopologyError {}
 
+/// Smallest, mean and largest degree of a graph, for a run's header line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DegreeStats {
+    pub min: usize,
+    pub mean: f64,
+    pub max: usize,
+}
+
 /// An undirected simple graph; each node's neighbours are sorted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Graph {
@@ -35,7 +55,7 @@ pub struct Graph {
 
 /// Pairings drawn before giving up on a simple random regular graph. One in about
 /// 40 is simple for degree 4 (e^-15/4), one in about 80 for K5.
-const MAX_PAIRINGS: usize = 100_000;
+pub(super) const MAX_PAIRINGS: usize = 100_000;
 
 impl Graph {
     /// The graph on `n` nodes with these edges. Self loops and repeated edges (in
@@ -193,6 +213,18 @@ impl Graph {
         })
     }
 
+    /// Smallest, mean and largest degree (all 0 for a graph without nodes).
+    pub fn degree_stats(&self) -> DegreeStats {
+        let degrees = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+        let min = degrees.clone().min().unwrap_or(0);
+        let max = degrees.max().unwrap_or(0);
+        let mean = match self.len() {
+            0 => 0.0,
+            n => self.targets.len() as f64 / n as f64,
+        };
+        DegreeStats { min, mean, max }
+    }
+
     /// Hops from `from` to every node ([`UNREACHABLE`] where no path goes).
     pub fn distances(&self, from: Node) -> Vec<u32> {
         let mut dist = vec![UNREACHABLE; self.len()];
@@ -211,9 +243,32 @@ impl Graph {
     }
 }
 
+/// Asserts what every graph must be: each neighbour list sorted, without the node
+/// itself or repeats, and every edge seen from both ends.
+#[cfg(test)]
+fn assert_simple(g: &Graph) {
+    for a in 0..g.len() as Node {
+        let list = g.neighbours(a);
+        assert!(list.windows(2).all(|p| p[0] < p[1]), "{a}: {list:?}");
+        assert!(!list.contains(&a), "{a} is its own neighbour");
+        for &b in list {
+            assert!(g.adjacent(b, a), "{a}-{b} one way only");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn degree_stats_of_a_line() {
+        let stats = Graph::line(5).unwrap().degree_stats();
+        assert_eq!((stats.min, stats.max), (1, 2));
+        assert!((stats.mean - 8.0 / 5.0).abs() < 1e-12);
+        let none = Graph::from_edges(0, &[]).unwrap().degree_stats();
+        assert_eq!((none.min, none.mean, none.max), (0, 0.0, 0));
+    }
 
     #[test]
     fn from_edges_builds_sorted_symmetric_lists() {
