@@ -47,7 +47,8 @@ pub fn answers_at_once(ctx: &Ctx) -> CaseResult {
     // at once.
     write(&mut a, &one[..5])?;
     write(&mut b, &two[..5])?;
-    std::thread::sleep(Duration::from_millis(100));
+    // Long enough, even on a loaded machine, that a client reads the halves apart.
+    std::thread::sleep(Duration::from_millis(300));
     write(&mut b, &two[5..])?;
     write(&mut a, &one[5..])?;
     a.shutdown_write();
