@@ -198,15 +198,7 @@ impl Instance {
 
     /// A client whose reply listener is `reply`, its ID sent.
     pub fn client_with(&self, ctx: &Ctx, reply: Listener) -> Result<Client, Problem> {
-        let mut conn = self.dial(ctx)?;
-        send(
-            &mut conn,
-            &Frame::Id {
-                port: reply.addr.port(),
-            }
-            .to_bytes(),
-        )?;
-        Ok(Client { conn, reply })
+        Client::over(self.dial(ctx)?, reply)
     }
 
     /// A bare connection from 127.0.0.2, nothing sent.
@@ -279,6 +271,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client on `conn`, once it has sent `ID(reply port)` there.
+    pub fn over(mut conn: Conn, reply: Listener) -> Result<Client, Problem> {
+        send(
+            &mut conn,
+            &Frame::Id {
+                port: reply.addr.port(),
+            }
+            .to_bytes(),
+        )?;
+        Ok(Client { conn, reply })
+    }
+
     /// Its reply address as the servent should see it.
     pub fn reply_addr(&self) -> SocketAddrV4 {
         self.reply.addr

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use super::harness::{expect_on, send, topoflood, Client, Instance, NONE};
 use super::peer::{Listener, CLIENT_IP};
 use super::{Case, CaseResult, Ctx, Failure, Problem};
-use crate::protocol::{Frame, TYPE_TOPOREQ};
+use crate::protocol::TYPE_TOPOREQ;
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -45,7 +45,7 @@ const OTHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
 
 fn topo_reached_address(ctx: &Ctx) -> CaseResult {
     let inst = Instance::start(ctx, NONE)?;
-    let Ok(mut conn) = inst.dial_at(ctx, OTHER_IP) else {
+    let Ok(conn) = inst.dial_at(ctx, OTHER_IP) else {
         return Err(Problem::Skip(format!(
             "it does not accept at {OTHER_IP}: it listens on one address only"
         )));
@@ -56,14 +56,7 @@ fn topo_reached_address(ctx: &Ctx) -> CaseResult {
             crate::os_error::plain(&e)
         ))
     })?;
-    send(
-        &mut conn,
-        &Frame::Id {
-            port: reply.addr.port(),
-        }
-        .to_bytes(),
-    )?;
-    let mut client = Client { conn, reply };
+    let mut client = Client::over(conn, reply)?;
     send(&mut client.conn, &[0, TYPE_TOPOREQ as u8, 0, 0, 3, 0x21])?;
     let me = format!("{OTHER_IP}:{}", inst.port);
     client
