@@ -1139,12 +1139,12 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 /// A servent with neighbours on links 1 to 3 and a client on link 4.
-fn servent_with_links() -> Servent {
-    let mut servent = Servent::new(
-        Store::parse(STORE.as_bytes()).unwrap(),
-        5000,
-        Config::default(),
-    );
+fn servent_with_links(full_reach: bool) -> Servent {
+    let config = Config {
+        full_reach,
+        ..Config::default()
+    };
+    let mut servent = Servent::new(Store::parse(STORE.as_bytes()).unwrap(), 5000, config);
     let local: SocketAddr = "10.0.0.1:5000".parse().unwrap();
     let now = Instant::now();
     for link in 1..=4 {
@@ -1161,13 +1161,15 @@ proptest! {
 
     /// The same KEYFLOODs, from neighbours and from the client, through
     /// `handle_key_flood` (borrowed bytes) and through `handle_frame` (a built frame):
-    /// the same answers and closes, the same TTL going on, the same counters.
+    /// the same answers and closes, the same TTL going on, the same counters; with
+    /// `--full-reach` or without.
     #[test]
     fn the_keyflood_fast_path_agrees_with_handle_frame(
-        floods in vec((1u64..=4, 0u16..=5, 0u32..6, 0usize..KEYS.len()), 1..40)
+        floods in vec((1u64..=4, 0u16..=5, 0u32..6, 0usize..KEYS.len()), 1..40),
+        full_reach in any::<bool>(),
     ) {
-        let mut fast = servent_with_links();
-        let mut general = servent_with_links();
+        let mut fast = servent_with_links(full_reach);
+        let mut general = servent_with_links(full_reach);
         let now = Instant::now();
         for (link, ttl, seq, key) in floods {
             let frame = Frame::KeyFlood(Flood {

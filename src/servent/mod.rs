@@ -18,7 +18,7 @@ use crate::hashing::IdMap;
 use crate::protocol::{Flood, Frame, KeyFloodRef, Text, INITIAL_TTL};
 use crate::store::Store;
 use crate::throttle::Throttle;
-pub use seen::{QueryId, SeenCache};
+pub use seen::{QueryId, Seen, SeenCache};
 pub use ttl::TtlRule;
 
 /// Names one connection of the servent; the driver chooses them and never reuses one.
@@ -167,6 +167,10 @@ pub struct Counters {
     pub floods_forwarded: u64,
     pub answers: u64,
     pub duplicates: u64,
+    /// `--full-reach`: copies of a query already handled that came with more TTL than
+    /// any before them and were passed on again (once each, however many neighbours
+    /// they went to; `floods_forwarded` counts the copies).
+    pub reforwarded: u64,
     pub protocol_errors: u64,
     /// Floods from a neighbour with a TTL above the protocol's 3: a broken or hostile
     /// peer (one public implementation wraps a TTL of 0 to 65535). Treated as spent.
@@ -230,6 +234,7 @@ pub struct Servent {
     listen_port: u16,
     advertise: Option<Ipv4Addr>,
     ttl_rule: TtlRule,
+    full_reach: bool,
     actions: VecDeque<Action>,
     /// `Some` when verdicts are reported.
     verdicts: Option<VecDeque<Verdict>>,
@@ -248,6 +253,7 @@ impl Servent {
             listen_port,
             advertise: config.advertise,
             ttl_rule: config.ttl_rule,
+            full_reach: config.full_reach,
             actions: VecDeque::new(),
             verdicts: None,
             counters: Counters::default(),
@@ -520,11 +526,25 @@ impl Servent {
         self.actions.push_back(Action::Close { link, reason });
     }
 
-    /// Seen-check shared by both query kinds: true if the query is new here.
-    /// `from` is None for a client's request.
-    fn admit(&mut self, from: Option<LinkId>, id: QueryId, now: Instant) -> bool {
-        if self.seen.insert(id, now) {
-            return true;
+    /// Seen-check shared by both query kinds. `from` is None for a client's request,
+    /// `ttl` the TTL the copy came with.
+    fn admit(&mut self, from: Option<LinkId>, id: QueryId, ttl: u16, now: Instant) -> Admit {
+        if !self.full_reach {
+            if self.seen.insert(id, now) {
+                return Admit::New;
+            }
+        } else {
+            match self.seen.insert_ttl(id, copy_strength(from, ttl), now) {
+                Seen::New => return Admit::New,
+                Seen::Raised { was } => {
+                    if let Some(out) = self.forward_ttl(from, ttl) {
+                        if self.targets(from) > 0 {
+                            return self.again(from, id, ttl, was, out);
+                        }
+                    }
+                }
+                Seen::Kept { .. } => {}
+            }
         }
         self.counters.duplicates += 1;
         self.verdict(Verdict::Dropped(id, DropReason::Duplicate));
@@ -535,7 +555,26 @@ impl Servent {
             id.seq,
             describe_source(from)
         );
-        false
+        Admit::Duplicate
+    }
+
+    /// A copy of a query handled before, with more TTL than any before it, goes on
+    /// again with `out` (full reach). Out of line: the common paths stay short.
+    #[cold]
+    fn again(&mut self, from: Option<LinkId>, id: QueryId, ttl: u16, was: u8, out: u16) -> Admit {
+        let before = match was {
+            CLIENT_STRENGTH.. => "the client's request".to_string(),
+            was => format!("TTL {was}"),
+        };
+        let now = match from {
+            None => "the client's request".to_string(),
+            Some(_) => format!("copy with TTL {ttl}"),
+        };
+        debug!(
+            "query {id}: {now} (from {}) beats {before} seen before: forwarding again with              TTL {out} (full reach)",
+            describe_source(from)
+        );
+        Admit::Again(out)
     }
 
     fn handle_key_query(&mut self, from: Option<LinkId>, flood: Flood, now: Instant) {
@@ -587,8 +626,10 @@ impl Servent {
         query: KeyFloodRef<'_>,
         now: Instant,
     ) -> Option<u16> {
-        if !self.admit(from, QueryId::new(query.client, query.seq), now) {
-            return None;
+        match self.admit(from, QueryId::new(query.client, query.seq), query.ttl, now) {
+            Admit::New => {}
+            Admit::Duplicate => return None,
+            Admit::Again(ttl) => return Some(self.forward_again(from, ttl)),
         }
         if from.is_some() && query.ttl > INITIAL_TTL {
             self.ttl_above_max(from, query.client, query.seq, query.ttl, now);
@@ -626,10 +667,12 @@ impl Servent {
         flood: Flood,
         now: Instant,
     ) {
-        if !self.admit(from, QueryId::new(flood.client, flood.seq), now) {
-            return;
-        }
-        if from.is_some() && flood.ttl > INITIAL_TTL {
+        let again = match self.admit(from, QueryId::new(flood.client, flood.seq), flood.ttl, now) {
+            Admit::New => None,
+            Admit::Duplicate => return,
+            Admit::Again(ttl) => Some(ttl),
+        };
+        if again.is_none() && from.is_some() && flood.ttl > INITIAL_TTL {
             self.ttl_above_max(from, flood.client, flood.seq, flood.ttl, now);
         }
         let forward_ttl = self.forward_ttl(from, flood.ttl);
@@ -655,14 +698,19 @@ impl Servent {
                 return;
             }
         };
-        let frame = Frame::Resp {
-            seq: flood.seq,
-            value: info.clone(),
+        let going_on = match again {
+            // Handled before: answered then (or not at all, if its info was too long).
+            Some(ttl) => Some(self.forward_again(from, ttl)),
+            None => {
+                let frame = Frame::Resp {
+                    seq: flood.seq,
+                    value: info.clone(),
+                };
+                self.answer(flood.client, frame);
+                self.forward_decision(from, forward_ttl, flood.client, flood.seq, flood.ttl)
+            }
         };
-        self.answer(flood.client, frame);
-        if let Some(ttl) =
-            self.forward_decision(from, forward_ttl, flood.client, flood.seq, flood.ttl)
-        {
+        if let Some(ttl) = going_on {
             self.actions.push_back(Action::Flood {
                 except: from,
                 frame: Frame::TopoFlood(Flood {
@@ -708,6 +756,15 @@ impl Servent {
         debug!("query {client}#{seq}: forwarding with TTL {ttl} to {targets} neighbour(s)");
         self.counters.floods_forwarded += targets as u64;
         Some(ttl)
+    }
+
+    /// Counts a copy passed on again (full reach), with `ttl`, to every neighbour but
+    /// `from`; [`Servent::admit`] has checked there is one.
+    #[cold]
+    fn forward_again(&mut self, from: Option<LinkId>, ttl: u16) -> u16 {
+        self.counters.reforwarded += 1;
+        self.counters.floods_forwarded += self.targets(from) as u64;
+        ttl
     }
 
     /// Out of line: the forwarding path stays short.
@@ -757,6 +814,30 @@ impl Servent {
     /// How many neighbours a query from `from` goes on to.
     fn targets(&self, from: Option<LinkId>) -> usize {
         self.neighbours.iter().filter(|&&n| Some(n) != from).count()
+    }
+}
+
+/// What [`Servent::admit`] made of a query.
+enum Admit {
+    /// Not seen before: handle it.
+    New,
+    /// Seen before, and this copy goes no further.
+    Duplicate,
+    /// Seen before, but this copy came with more TTL than any before it (full reach):
+    /// pass it on again with this TTL, answer nothing.
+    Again(u16),
+}
+
+/// What the seen cache keeps of a copy under full reach, to tell whether a later one
+/// goes further: a client's request beats everything (the servent it asked never
+/// passes an echo of it on), a TTL above the protocol's counts as spent.
+const CLIENT_STRENGTH: u8 = INITIAL_TTL as u8 + 1;
+
+fn copy_strength(from: Option<LinkId>, ttl: u16) -> u8 {
+    match from {
+        None => CLIENT_STRENGTH,
+        Some(_) if ttl <= INITIAL_TTL => ttl as u8,
+        Some(_) => 0,
     }
 }
 

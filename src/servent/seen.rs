@@ -7,8 +7,9 @@
 //!
 //! Memory is what bounds this structure under attack, so an entry is small: the id
 //! with a 4-byte expiry (tenths of a second since the cache was made, good for 13
-//! years) in a queue, and an 8-byte slot pointing at it in an index never more than
-//! half full: 32 bytes an entry at the default capacity.
+//! years) and the best TTL seen (one byte, for `--full-reach`) in a 16-byte queue
+//! entry, and an 8-byte slot pointing at it in an index never more than half full: 32
+//! bytes an entry at the default capacity.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -56,8 +57,10 @@ impl Hash for QueryId {
 ///
 /// Two arrays, no per-entry allocation:
 ///
-/// - `ring`, the entries in insertion order: a circular buffer of (expiry tick, id),
-///   16 bytes each. The oldest is at `head`; it is the first evicted when the cache is
+/// - `ring`, the entries in insertion order: a circular buffer of 16-byte entries,
+///   each the id's three fields (address 4 bytes, sequence number 4, port 2), the
+///   expiry tick (4) and the best TTL a copy of the query came with (1), one byte of
+///   padding left (see [`SeenCache::insert_ttl`]). The oldest is at `head`; it is the first evicted when the cache is
 ///   full and, since insertions come with a clock that never goes back, the first to
 ///   expire.
 /// - `slots`, an open-addressing index over the ring: linear probing, a power-of-two
@@ -97,10 +100,44 @@ pub struct SeenCache {
     mask: usize,
 }
 
+/// What [`SeenCache::insert_ttl`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not there: now it is, with this TTL.
+    New,
+    /// There, with a lower best TTL, `was`: raised to the one offered.
+    Raised { was: u8 },
+    /// There, with a best TTL at least the one offered: unchanged.
+    Kept { best: u8 },
+}
+
+/// The id's fields side by side rather than a [`QueryId`] (whose padding would leave no
+/// room): 4 + 4 + 2 + 4 + 1 bytes, 16 with the padding.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     expiry: u32,
-    id: QueryId,
+    ip: Ipv4Addr,
+    seq: u32,
+    port: u16,
+    /// The highest TTL offered for the id ([`SeenCache::insert_ttl`]); `u8::MAX` for
+    /// one [`SeenCache::insert`]ed, which nothing beats.
+    best: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+
+impl Entry {
+    fn id(&self) -> QueryId {
+        QueryId {
+            ip: self.ip,
+            port: self.port,
+            seq: self.seq,
+        }
+    }
+
+    fn is(&self, id: &QueryId) -> bool {
+        self.seq == id.seq && self.ip == id.ip && self.port == id.port
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,16 +157,16 @@ const MIN_RING: usize = 16;
 const EMPTY: u64 = 0;
 const PLACEHOLDER: Entry = Entry {
     expiry: 0,
-    id: QueryId {
-        ip: Ipv4Addr::UNSPECIFIED,
-        port: 0,
-        seq: 0,
-    },
+    ip: Ipv4Addr::UNSPECIFIED,
+    seq: 0,
+    port: 0,
+    best: 0,
 };
 
 /// Where a probe for an id ended.
 enum Probe {
-    Found,
+    /// There, at this position in the ring.
+    Found(usize),
     /// Not there; this empty slot is where it would go.
     Vacant(usize),
 }
@@ -183,11 +220,46 @@ impl SeenCache {
 
     /// Records `id` as seen at `now`. Returns false if it was already there.
     pub fn insert(&mut self, id: QueryId, now: Instant) -> bool {
+        self.insert_with(id, u8::MAX, false, now) == Seen::New
+    }
+
+    /// Records `id` as seen at `now` with a copy of TTL `ttl`, keeping the highest TTL
+    /// offered for it: what `--full-reach` needs to tell a copy that can go further
+    /// than any before it. The cache only compares the numbers; the servent decides
+    /// what they mean (a client's request as the highest of all, a TTL above the
+    /// protocol's as none). An id added by [`SeenCache::insert`] is never raised.
+    /// Raising a TTL does not move an id's expiry.
+    pub fn insert_ttl(&mut self, id: QueryId, ttl: u8, now: Instant) -> Seen {
+        self.insert_with(id, ttl, true, now)
+    }
+
+    /// The TTL an id was last recorded with, if it is there.
+    pub fn best_ttl(&self, id: &QueryId) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        match self.probe(id, self.hash(id)) {
+            Probe::Found(position) => Some(self.ring[position].best),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// Both inserts; `raise` is a constant in each, so [`SeenCache::insert`] carries no
+    /// TTL code.
+    #[inline(always)]
+    fn insert_with(&mut self, id: QueryId, ttl: u8, raise: bool, now: Instant) -> Seen {
         let tick = self.tick(now);
         self.expire_tick(tick);
         let hash = self.hash(&id);
         let mut slot = match self.probe(&id, hash) {
-            Probe::Found => return false,
+            Probe::Found(position) => {
+                let best = self.ring[position].best;
+                if raise && ttl > best {
+                    self.ring[position].best = ttl;
+                    return Seen::Raised { was: best };
+                }
+                return Seen::Kept { best };
+            }
             Probe::Vacant(slot) => slot,
         };
         if self.len == self.ring.len() {
@@ -205,10 +277,16 @@ impl SeenCache {
         }
         // Ticks round `now` down; one more keeps the id for at least the whole lifetime.
         let expiry = tick.saturating_add(self.lifetime).saturating_add(1);
-        self.ring[position] = Entry { expiry, id };
+        self.ring[position] = Entry {
+            expiry,
+            ip: id.ip,
+            seq: id.seq,
+            port: id.port,
+            best: ttl,
+        };
         self.slots[slot] = slot_value(hash, position);
         self.len += 1;
-        true
+        Seen::New
     }
 
     /// Reads the index slot where `id` would be looked up, and that of the entry the
@@ -228,13 +306,13 @@ impl SeenCache {
             if position >= self.ring.len() {
                 position -= self.ring.len();
             }
-            prefetch_line(&self.slots[self.home(self.hash(&self.ring[position].id))]);
+            prefetch_line(&self.slots[self.home(self.hash(&self.ring[position].id()))]);
         }
         0
     }
 
     pub fn contains(&self, id: &QueryId) -> bool {
-        self.len > 0 && matches!(self.probe(id, self.hash(id)), Probe::Found)
+        self.len > 0 && matches!(self.probe(id, self.hash(id)), Probe::Found(_))
     }
 
     pub fn len(&self) -> usize {
@@ -276,8 +354,8 @@ impl SeenCache {
             if value == EMPTY {
                 return Probe::Vacant(slot);
             }
-            if (value >> 32) as u32 == hash && self.ring[position_of(value)].id == *id {
-                return Probe::Found;
+            if (value >> 32) as u32 == hash && self.ring[position_of(value)].is(id) {
+                return Probe::Found(position_of(value));
             }
             slot = (slot + 1) & self.mask;
         }
@@ -297,7 +375,7 @@ impl SeenCache {
             return;
         }
         let position = self.head;
-        let hash = self.hash(&self.ring[position].id);
+        let hash = self.hash(&self.ring[position].id());
         let value = slot_value(hash, position);
         let mut slot = self.home(hash);
         while self.slots[slot] != value {
@@ -352,7 +430,7 @@ impl SeenCache {
         self.slots = vec![EMPTY; slots];
         self.mask = slots - 1;
         for position in 0..self.len {
-            let hash = self.hash(&self.ring[position].id);
+            let hash = self.hash(&self.ring[position].id());
             let slot = self.vacant_slot(hash);
             self.slots[slot] = slot_value(hash, position);
         }
@@ -429,6 +507,52 @@ mod tests {
         assert!(!seen.contains(&id(1)) && seen.contains(&id(2)) && seen.contains(&id(5)));
         assert!(!seen.insert(id(5), start));
         assert!(seen.insert(id(1), start));
+    }
+
+    #[test]
+    fn the_best_ttl_is_kept_and_only_raised() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 100);
+        assert_eq!(seen.insert_ttl(id(1), 1, start), Seen::New);
+        assert_eq!(seen.best_ttl(&id(1)), Some(1));
+        assert_eq!(seen.insert_ttl(id(1), 1, start), Seen::Kept { best: 1 });
+        assert_eq!(seen.insert_ttl(id(1), 0, start), Seen::Kept { best: 1 });
+        assert_eq!(seen.insert_ttl(id(1), 3, start), Seen::Raised { was: 1 });
+        assert_eq!(seen.insert_ttl(id(1), 2, start), Seen::Kept { best: 3 });
+        assert!(!seen.insert(id(1), start), "a plain insert sees it too");
+        assert_eq!(seen.best_ttl(&id(1)), Some(3), "and changes nothing");
+        // A plain insert's id is never raised.
+        assert!(seen.insert(id(2), start));
+        assert_eq!(seen.insert_ttl(id(2), 254, start), Seen::Kept { best: 255 });
+        assert_eq!(seen.best_ttl(&id(3)), None);
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn raising_a_ttl_does_not_extend_the_lifetime() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 100);
+        assert_eq!(seen.insert_ttl(id(1), 0, start), Seen::New);
+        let later = start + Duration::from_secs(59);
+        assert_eq!(seen.insert_ttl(id(1), 2, later), Seen::Raised { was: 0 });
+        let expired = start + Duration::from_millis(60_100);
+        assert_eq!(seen.insert_ttl(id(1), 1, expired), Seen::New);
+        assert_eq!(seen.best_ttl(&id(1)), Some(1));
+    }
+
+    #[test]
+    fn best_ttls_survive_growth_wrapping_and_eviction() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 50);
+        for seq in 0..200u32 {
+            assert_eq!(seen.insert_ttl(id(seq), (seq % 4) as u8, start), Seen::New);
+            if seq >= 10 {
+                let old = seq - 10;
+                assert_eq!(seen.best_ttl(&id(old)), Some((old % 4) as u8), "{old}");
+            }
+        }
+        assert_eq!(seen.best_ttl(&id(149)), None, "evicted");
+        assert_eq!(seen.best_ttl(&id(150)), Some(2));
     }
 
     #[test]

@@ -35,6 +35,16 @@ impl TtlRule {
         }
     }
 
+    /// How many hops from the servent a client asked a query reaches at most: the
+    /// servents that hear of it when every copy takes a shortest path (and, with
+    /// `--full-reach`, whatever the order copies arrive in).
+    pub const fn reach(self) -> usize {
+        match self {
+            TtlRule::Seed => INITIAL_TTL as usize + 1,
+            TtlRule::Assignment2019 => INITIAL_TTL as usize,
+        }
+    }
+
     /// The name `--ttl-rule` takes.
     pub const fn name(self) -> &'static str {
         match self {
@@ -93,6 +103,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn reach_is_the_hops_a_ttl_3_client_query_goes() {
+        for rule in [TtlRule::Seed, TtlRule::Assignment2019] {
+            // Follow one copy out: hop 1 gets the client's TTL, each hop forwards on.
+            let mut hops = 1;
+            let mut ttl = rule.forward_ttl(true, 0);
+            while let Some(t) = ttl {
+                ttl = rule.forward_ttl(false, t);
+                if ttl.is_some() {
+                    hops += 1;
+                }
+            }
+            assert_eq!(rule.reach(), hops, "{rule:?}");
+        }
+        assert_eq!(TtlRule::Seed.reach(), 4);
+        assert_eq!(TtlRule::Assignment2019.reach(), 3);
     }
 
     #[test]

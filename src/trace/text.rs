@@ -44,8 +44,15 @@ pub(super) fn headline(flood: &Flood) -> String {
     };
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let again = match flood.forwarded_again() {
+        0 => String::new(),
+        n => format!(
+            ", {} forwarded again (full reach)",
+            plural(n, "copy", "copies")
+        ),
+    };
     format!(
-        "query {}, {what}: {} reached, {}, {} dropped",
+        "query {}, {what}: {} reached, {}, {} dropped{again}",
         flood.query,
         plural(flood.nodes.len(), "servent", "servents"),
         plural(flood.answers(), "answer", "answers"),

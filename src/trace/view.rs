@@ -5,7 +5,8 @@
 //! Who got a copy from whom is found from the connection each event names: the
 //! sender's `sent` event and the receiver's `received` event of one copy show the same
 //! two addresses, swapped. The first copy a servent receives is the one it handles;
-//! later ones are its duplicates.
+//! later ones are its duplicates, or, under `--full-reach`, copies it passed on again
+//! because they came with more TTL (told by the copies it sends right after one).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -18,6 +19,8 @@ use crate::servent::DropReason;
 /// The drop reasons the drawing treats apart, as traces name them.
 pub(super) const DUPLICATE: &str = DropReason::Duplicate.name();
 pub(super) const TTL_SPENT: &str = DropReason::TtlSpent.name();
+/// The fate of a later copy a servent passed on again (`--full-reach`).
+pub const FORWARDED_AGAIN: &str = "forwarded again (full reach)";
 
 /// A trace line that is not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +182,14 @@ impl Flood {
     pub fn duplicates(&self) -> usize {
         self.copies.iter().filter(|c| c.fate == DUPLICATE).count()
     }
+
+    /// Later copies passed on again (`--full-reach`).
+    pub fn forwarded_again(&self) -> usize {
+        self.copies
+            .iter()
+            .filter(|c| c.fate == FORWARDED_AGAIN)
+            .count()
+    }
 }
 
 /// Each query's flood, from the traces of any number of servents (in any order),
@@ -279,6 +290,12 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
                     }
                 }
                 (EventKind::Sent, "KEYFLOOD" | "TOPOFLOOD") => {
+                    // Sending right after a later copy with no verdict: that copy went on
+                    // again (full reach). A servent traces a copy's sends just after it.
+                    if let Some(at) = later.iter().rposition(|(s, _, _)| *s == servent) {
+                        let (_, _, copy) = later.remove(at);
+                        flood.copies[copy].fate = FORWARDED_AGAIN.to_string();
+                    }
                     if let (Some(local), Some(link)) = (&event.local, &event.link) {
                         let copy = Copy {
                             from: Sender::Servent(servent),

@@ -2,12 +2,13 @@
 //!
 //! Servents are joined by links; clients attach to one servent. A frame sent is queued
 //! and delivered in send order (so copies race as on equal-latency links), or in an
-//! order chosen by a seeded shuffle. Every delivery and every answer is recorded, so
-//! tests can check reach, duplicates and who answered.
+//! order chosen by a seeded shuffle; frames on links marked slow wait until nothing
+//! else is queued (a long way round can then beat a short one). Every delivery and
+//! every answer is recorded, so tests can check reach, duplicates and who answered.
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
@@ -48,6 +49,10 @@ pub struct Network {
     wires: HashMap<(NodeId, LinkId), (NodeId, LinkId)>,
     next_link: LinkId,
     queue: VecDeque<Delivery>,
+    /// Frames on slow links, delivered in send order once `queue` is empty.
+    slow_queue: VecDeque<Delivery>,
+    /// Slow links, as (lower node, higher node).
+    slow: HashSet<(NodeId, NodeId)>,
     pub delivered: Vec<Delivery>,
     pub answers: Vec<Answer>,
     pub closed: Vec<(NodeId, LinkId, String)>,
@@ -64,12 +69,17 @@ pub fn addr_of(node: NodeId) -> SocketAddrV4 {
 impl Network {
     /// `stores[i]` is node i's key-value file.
     pub fn new(stores: &[&str]) -> Network {
+        Network::with_config(stores, &Config::default())
+    }
+
+    /// [`Network::new`] with every servent set up by `config`.
+    pub fn with_config(stores: &[&str], config: &Config) -> Network {
         let nodes = stores
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 let store = Store::parse(s.as_bytes()).unwrap();
-                Servent::new(store, addr_of(i).port(), Config::default())
+                Servent::new(store, addr_of(i).port(), config.clone())
             })
             .collect();
         Network {
@@ -77,6 +87,8 @@ impl Network {
             wires: HashMap::new(),
             next_link: 1,
             queue: VecDeque::new(),
+            slow_queue: VecDeque::new(),
+            slow: HashSet::new(),
             delivered: Vec::new(),
             answers: Vec::new(),
             closed: Vec::new(),
@@ -93,6 +105,11 @@ impl Network {
     pub fn shuffled(mut self, seed: u64) -> Network {
         self.shuffle = Some(Lcg(seed));
         self
+    }
+
+    /// Frames between `a` and `b`, either way, wait until no other frame is queued.
+    pub fn slow_link(&mut self, a: NodeId, b: NodeId) {
+        self.slow.insert((a.min(b), a.max(b)));
     }
 
     fn fresh_link(&mut self) -> LinkId {
@@ -184,7 +201,7 @@ impl Network {
 
     /// Injects a frame as if `from` had sent it to `to` over their link.
     pub fn inject(&mut self, from: NodeId, to: NodeId, frame: Frame) {
-        self.queue.push_back(Delivery { from, to, frame });
+        self.send(Delivery { from, to, frame });
         self.run();
     }
 
@@ -199,13 +216,24 @@ impl Network {
     }
 
     fn next_delivery(&mut self) -> Option<Delivery> {
-        match &mut self.shuffle {
+        let next = match &mut self.shuffle {
             None => self.queue.pop_front(),
             Some(rng) if !self.queue.is_empty() => {
                 let index = rng.below(self.queue.len());
                 self.queue.remove(index)
             }
             Some(_) => None,
+        };
+        next.or_else(|| self.slow_queue.pop_front())
+    }
+
+    /// Queues a frame, on the slow queue if its link is slow.
+    fn send(&mut self, delivery: Delivery) {
+        let (a, b) = (delivery.from, delivery.to);
+        if self.slow.contains(&(a.min(b), a.max(b))) {
+            self.slow_queue.push_back(delivery);
+        } else {
+            self.queue.push_back(delivery);
         }
     }
 
@@ -226,7 +254,7 @@ impl Network {
                     let links: Vec<LinkId> = self.nodes[node].neighbours().to_vec();
                     for link in links.into_iter().filter(|&l| Some(l) != except) {
                         let (to, _) = self.wires[&(node, link)];
-                        self.queue.push_back(Delivery {
+                        self.send(Delivery {
                             from: node,
                             to,
                             frame: frame.clone(),
