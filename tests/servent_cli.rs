@@ -1,15 +1,18 @@
 //! The servent as a newcomer meets it: `--help` and `--version`, its exit statuses and
 //! one-line errors, a neighbour that cannot be reached (one warning, one line when it
 //! comes up), and the `RUST_LOG` filters the README names, with frames logged in the
-//! wire's words. Every test runs the real binary.
+//! wire's words; `--full-reach` among servents without it. Every test runs the real
+//! binary.
 
 mod common;
 
-use std::net::{Ipv4Addr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use tp3kv::protocol::{decode, Flood, Frame, Text};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const EXIT_STATUS: &str = "Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.";
@@ -65,6 +68,8 @@ fn help_describes_the_servent_and_ends_with_the_exit_statuses() {
             "servent 5002 more.txt 127.0.0.1:5001",
             "RUST_LOG",
             "--listen-ip",
+            "--full-reach",
+            "the seed passes each query on once",
         ] {
             assert!(text.contains(needle), "{flag}: no {needle:?} in:\n{text}");
         }
@@ -472,4 +477,104 @@ fn a_neighbour_that_is_not_a_servent_is_named_so_and_re_dialled_slowly() {
     assert!(lines_with(&log, why).len() <= accepted, "{log}");
     let connected = lines_with(&log, &format!("connected to neighbour {target}"));
     assert_eq!(connected.len(), 1, "{log}");
+}
+
+/// A raw neighbour of `servent`: connected, `ID(0)` sent.
+fn raw_neighbour(servent: &Node) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", servent.port())).unwrap();
+    stream.write_all(&Frame::Id { port: 0 }.to_bytes()).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    stream
+}
+
+/// The next whole frame on `stream`, the bytes after it kept in `buf`.
+fn next_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Frame {
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some((frame, used)) = decode(buf).unwrap() {
+            buf.drain(..used);
+            return frame;
+        }
+        let n = stream.read(&mut chunk).expect("a frame before the timeout");
+        assert!(n > 0, "closed after {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn key_flood(ttl: u16, seq: u32, client: SocketAddrV4, key: &str) -> Vec<u8> {
+    Frame::KeyFlood(Flood {
+        ttl,
+        seq,
+        client,
+        text: Text::try_from(key).unwrap(),
+    })
+    .to_bytes()
+}
+
+/// Neighbours a, b and c (raw sockets, servents without the option as far as the wire
+/// shows) around one servent: a copy of query 1 with TTL 0 from a, then with TTL 2
+/// from b, then query 2 with TTL 1 from b. With `--full-reach` the better copy goes on
+/// to a and c with TTL 1 and is not answered again; without, c's first frame is query
+/// 2's. Deterministic: the servent handles b's frames in order.
+#[test]
+fn full_reach_passes_a_better_copy_on_again_among_servents_without_it() {
+    let dir = TempDir::new("full-reach");
+    for full_reach in [true, false] {
+        let extra: &[&str] = if full_reach { &["--full-reach"] } else { &[] };
+        let mut s = servent_with(&dir, &format!("s-{full_reach}"), "k v\n", &[], extra);
+        let replies = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = SocketAddrV4::new(Ipv4Addr::LOCALHOST, replies.local_addr().unwrap().port());
+        let [mut a, mut b, mut c] = [(); 3].map(|()| raw_neighbour(&s));
+        wait_links(&s, 3);
+
+        a.write_all(&key_flood(0, 1, client, "k")).unwrap();
+        let (mut answer, _) = replies.accept().unwrap();
+        answer.set_read_timeout(Some(LIMIT)).unwrap();
+        let resp = next_frame(&mut answer, &mut Vec::new());
+        assert!(matches!(resp, Frame::Resp { seq: 1, .. }), "{resp:?}");
+        b.write_all(&key_flood(2, 1, client, "k")).unwrap();
+        b.write_all(&key_flood(1, 2, client, "not here")).unwrap();
+
+        let mut buf = Vec::new();
+        let first = next_frame(&mut c, &mut buf);
+        let expected = if full_reach {
+            key_flood(1, 1, client, "k")
+        } else {
+            key_flood(0, 2, client, "not here")
+        };
+        assert_eq!(first.to_bytes(), expected, "full reach {full_reach}");
+        if full_reach {
+            let to_a = next_frame(&mut a, &mut Vec::new());
+            assert_eq!(to_a.to_bytes(), key_flood(1, 1, client, "k"));
+            let second = next_frame(&mut c, &mut buf);
+            assert_eq!(second.to_bytes(), key_flood(0, 2, client, "not here"));
+        }
+
+        s.signal(libc::SIGTERM);
+        assert!(
+            s.wait_exit(LIMIT).is_some_and(|st| st.success()),
+            "{}",
+            s.log()
+        );
+        let log = s.log();
+        let summary = log
+            .lines()
+            .find(|l| l.contains(": exiting: "))
+            .unwrap_or_else(|| panic!("no summary:\n{log}"));
+        assert!(summary.contains("answers sent 1 (lost 0)"), "{summary}");
+        if full_reach {
+            assert!(
+                log.contains("full reach: a later copy of a query with more TTL"),
+                "{log}"
+            );
+            assert!(
+                log.contains("beats TTL 0 seen before: forwarding again with TTL 1 (full reach)"),
+                "{log}"
+            );
+            assert!(summary.ends_with(", forwarded again 1"), "{summary}");
+        } else {
+            assert!(!log.contains("full reach"), "{log}");
+            assert!(summary.ends_with("slow peers dropped 0"), "{summary}");
+        }
+    }
 }

@@ -68,6 +68,12 @@ struct Args {
     /// assignment's rule, forwards t-1 only if t-1 > 0 (3 hops). No frame differs.
     #[arg(long, value_name = "RULE", value_enum, default_value_t = TtlRuleArg::Seed)]
     ttl_rule: TtlRuleArg,
+    /// Pass a query on again when a later copy of it comes with more TTL than any
+    /// before it (never answering it twice), so it reaches every servent within the
+    /// TTL's hops whatever order copies arrive in. Off by default: the seed passes each query
+    /// on once. No frame differs; servents with and without it interoperate.
+    #[arg(long)]
+    full_reach: bool,
     /// Seconds a handled query is remembered, to drop its later copies.
     #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Config::default().seen_lifetime))]
     seen_lifetime: Seconds,
@@ -280,7 +286,7 @@ fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Res
         seen_capacity: args.seen_capacity,
         advertise: args.advertise,
         ttl_rule: args.ttl_rule.into(),
-        ..Config::default()
+        full_reach: args.full_reach,
     };
     let mut options = Options {
         max_connections: args.max_connections,
@@ -369,6 +375,13 @@ fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Res
         info!(
             "TTL rule {}: decremented, then tested (a query reaches 3 hops, not 4)",
             config.ttl_rule.name()
+        );
+    }
+    if config.full_reach {
+        info!(
+            "full reach: a later copy of a query with more TTL than any before it is \
+             passed on again (up to {} hops, whatever the order copies arrive in)",
+            config.ttl_rule.reach()
         );
     }
     let servent = Servent::new(store, local.port(), config);

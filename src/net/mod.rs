@@ -373,7 +373,7 @@ impl Driver {
             "in {}; out KEYFLOOD {}, TOPOFLOOD {}, RESP {} (lost {}, waiting {}); \
              dropped: duplicate {}, TTL spent {} (TTL above 3: {}), protocol error {}, \
              slow peer {} (over the buffer budget: {}, stalled: {}); \
-             connections: accepted {} (refused {}), links open {}, answers open {}",
+             connections: accepted {} (refused {}), links open {}, answers open {}{}",
             c.received,
             s.keyfloods_out,
             s.topofloods_out,
@@ -390,7 +390,8 @@ impl Driver {
             s.connections_accepted,
             s.connections_refused,
             links,
-            self.answers.open()
+            self.answers.open(),
+            self.full_reach_count(),
         )
     }
 
@@ -412,7 +413,7 @@ impl Driver {
         let s = self.stats();
         format!(
             "frames in {}, frames out {}, answers sent {} (lost {}), duplicates dropped {}, \
-             protocol errors {}, connections accepted {} (refused {}), slow peers dropped {}",
+             protocol errors {}, connections accepted {} (refused {}), slow peers dropped {}{}",
             c.frames_in,
             s.frames_out(),
             s.answers_sent,
@@ -421,8 +422,18 @@ impl Driver {
             c.protocol_errors,
             s.connections_accepted,
             s.connections_refused,
-            s.slow_peers_dropped
+            s.slow_peers_dropped,
+            self.full_reach_count(),
         )
+    }
+
+    /// `, forwarded again N` under `--full-reach`, for the counter lines; else nothing.
+    fn full_reach_count(&self) -> String {
+        if self.servent.full_reach() {
+            format!(", forwarded again {}", self.servent.counters().reforwarded)
+        } else {
+            String::new()
+        }
     }
 
     /// Runs the loop until a signal registered with [`Driver::stop_on`] arrives, or

@@ -444,6 +444,11 @@ impl Servent {
         self.counters
     }
 
+    /// Whether this servent passes on again a later copy with more TTL (`--full-reach`).
+    pub fn full_reach(&self) -> bool {
+        self.full_reach
+    }
+
     /// The driver found a stream it cannot decode (and closes it).
     pub fn note_protocol_error(&mut self) {
         self.counters.protocol_errors += 1;
@@ -561,18 +566,18 @@ impl Servent {
     /// A copy of a query handled before, with more TTL than any before it, goes on
     /// again with `out` (full reach). Out of line: the common paths stay short.
     #[cold]
-    fn again(&mut self, from: Option<LinkId>, id: QueryId, ttl: u16, was: u8, out: u16) -> Admit {
+    fn again(&self, from: Option<LinkId>, id: QueryId, ttl: u16, was: u8, out: u16) -> Admit {
         let before = match was {
             CLIENT_STRENGTH.. => "the client's request".to_string(),
             was => format!("TTL {was}"),
         };
-        let now = match from {
+        let copy = match from {
             None => "the client's request".to_string(),
-            Some(_) => format!("copy with TTL {ttl}"),
+            Some(link) => format!("copy with TTL {ttl} from link {link}"),
         };
         debug!(
-            "query {id}: {now} (from {}) beats {before} seen before: forwarding again with              TTL {out} (full reach)",
-            describe_source(from)
+            "query {id}: {copy} beats {before} seen before: forwarding again with TTL {out} \
+             (full reach)"
         );
         Admit::Again(out)
     }
