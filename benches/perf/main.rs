@@ -18,7 +18,9 @@
 //!   raw relay's bytes as frames/s, in 5 rounds (the median counts); the servent's RSS
 //!   idle and after the million distinct queries of the first round (`flood.rs`);
 //! - `scale`: 200 servents in a random graph of degree 4: start-up time, memory per
-//!   servent, and the answers to a topology query (`scale.rs`);
+//!   servent, and the answers to a topology query; then the query again with every
+//!   servent started with `--full-reach`, which must reach every servent within 4 hops,
+//!   and the TOPOFLOODs that costs beside the first run's (`scale.rs`, `topology.rs`);
 //! - `line`: lookup latency across a line of 5 servents, answered by the far end, and
 //!   across 4 raw relays to the minimal answerer (`answers.rs`);
 //! - `answers`: answers/s and latency at 1, 16 and 64 concurrent clients, servent and
@@ -50,6 +52,7 @@ mod hostile;
 mod loadgen;
 mod procs;
 mod scale;
+mod topology;
 
 use std::process::ExitCode;
 use std::time::Duration;
