@@ -526,6 +526,9 @@ fn flood_view_tells_a_copy_passed_on_again_from_a_duplicate() {
     let fates: Vec<&str> = flood.copies.iter().map(|c| c.fate.as_str()).collect();
     assert_eq!(fates, [FORWARDED_AGAIN, "duplicate"]);
     assert_eq!((flood.duplicates(), flood.forwarded_again()), (1, 1));
+    let c = flood.nodes.iter().find(|n| n.servent == "c:3").unwrap();
+    assert_eq!(c.ttl, Some(0), "the copy it handled");
+    assert_eq!(c.stopped, None, "it went further after all");
     let d = flood.nodes.iter().find(|n| n.servent == "d:4").unwrap();
     assert_eq!(d.from, tp3kv::trace::view::Sender::Servent("c:3".into()));
     let text = render_text(&floods, &Names::default());

@@ -15,6 +15,7 @@ use common::*;
 use tp3kv::protocol::{decode, Flood, Frame, Text};
 
 const LIMIT: Duration = Duration::from_secs(20);
+const FLOOD_VIEW: &str = env!("CARGO_BIN_EXE_flood-view");
 const EXIT_STATUS: &str = "Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.";
 
 /// A servent command with the default log level, whatever the test runner's RUST_LOG.
@@ -522,8 +523,13 @@ fn key_flood(ttl: u16, seq: u32, client: SocketAddrV4, key: &str) -> Vec<u8> {
 fn full_reach_passes_a_better_copy_on_again_among_servents_without_it() {
     let dir = TempDir::new("full-reach");
     for full_reach in [true, false] {
-        let extra: &[&str] = if full_reach { &["--full-reach"] } else { &[] };
-        let mut s = servent_with(&dir, &format!("s-{full_reach}"), "k v\n", &[], extra);
+        let trace = dir.0.join(format!("s-{full_reach}.jsonl"));
+        let trace = trace.to_str().unwrap();
+        let mut extra = vec!["--trace", trace];
+        if full_reach {
+            extra.push("--full-reach");
+        }
+        let mut s = servent_with(&dir, &format!("s-{full_reach}"), "k v\n", &[], &extra);
         let replies = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = SocketAddrV4::new(Ipv4Addr::LOCALHOST, replies.local_addr().unwrap().port());
         let [mut a, mut b, mut c] = [(); 3].map(|()| raw_neighbour(&s));
@@ -577,6 +583,30 @@ fn full_reach_passes_a_better_copy_on_again_among_servents_without_it() {
         } else {
             assert!(!log.contains("full reach"), "{log}");
             assert!(summary.ends_with("slow peers dropped 0"), "{summary}");
+        }
+        // The trace: the better copy received, then sent on, and what flood-view makes
+        // of it (the neighbours have no traces: their copies come from unknown links).
+        let view = Command::new(FLOOD_VIEW)
+            .args(["--query", "1", trace])
+            .output()
+            .unwrap();
+        let view = String::from_utf8_lossy(&view.stdout);
+        let fate = if full_reach {
+            "TTL 2  +"
+        } else {
+            "dropped: duplicate"
+        };
+        let line = view.lines().find(|l| l.contains("TTL 2"));
+        assert!(line.is_some_and(|l| l.contains(fate)), "{view}");
+        if full_reach {
+            assert!(
+                line.unwrap().ends_with("forwarded again (full reach)"),
+                "{view}"
+            );
+            assert!(
+                view.contains("1 copy forwarded again (full reach)"),
+                "{view}"
+            );
         }
     }
 }

@@ -292,9 +292,13 @@ pub fn build(traces: &[Vec<Event>]) -> Vec<Flood> {
                 (EventKind::Sent, "KEYFLOOD" | "TOPOFLOOD") => {
                     // Sending right after a later copy with no verdict: that copy went on
                     // again (full reach). A servent traces a copy's sends just after it.
+                    // It went further after all: no longer "stopped" (TTL spent).
                     if let Some(at) = later.iter().rposition(|(s, _, _)| *s == servent) {
                         let (_, _, copy) = later.remove(at);
                         flood.copies[copy].fate = FORWARDED_AGAIN.to_string();
+                        if let Some(n) = node {
+                            flood.nodes[n].stopped = None;
+                        }
                     }
                     if let (Some(local), Some(link)) = (&event.local, &event.link) {
                         let copy = Copy {
