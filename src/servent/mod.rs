@@ -534,23 +534,40 @@ impl Servent {
     /// Seen-check shared by both query kinds. `from` is None for a client's request,
     /// `ttl` the TTL the copy came with.
     fn admit(&mut self, from: Option<LinkId>, id: QueryId, ttl: u16, now: Instant) -> Admit {
-        if !self.full_reach {
-            if self.seen.insert(id, now) {
-                return Admit::New;
-            }
-        } else {
-            match self.seen.insert_ttl(id, copy_strength(from, ttl), now) {
-                Seen::New => return Admit::New,
-                Seen::Raised { was } => {
-                    if let Some(out) = self.forward_ttl(from, ttl) {
-                        if self.targets(from) > 0 {
-                            return self.again(from, id, ttl, was, out);
-                        }
+        if self.full_reach {
+            return self.admit_full_reach(from, id, ttl, now);
+        }
+        if self.seen.insert(id, now) {
+            return Admit::New;
+        }
+        self.duplicate(from, id)
+    }
+
+    /// [`Servent::admit`] under full reach, out of line so that the servent without it
+    /// runs the code it always did.
+    #[inline(never)]
+    fn admit_full_reach(
+        &mut self,
+        from: Option<LinkId>,
+        id: QueryId,
+        ttl: u16,
+        now: Instant,
+    ) -> Admit {
+        match self.seen.insert_ttl(id, copy_strength(from, ttl), now) {
+            Seen::New => return Admit::New,
+            Seen::Raised { was } => {
+                if let Some(out) = self.forward_ttl(from, ttl) {
+                    if self.targets(from) > 0 {
+                        return self.again(from, id, ttl, was, out);
                     }
                 }
-                Seen::Kept { .. } => {}
             }
+            Seen::Kept { .. } => {}
         }
+        self.duplicate(from, id)
+    }
+
+    fn duplicate(&mut self, from: Option<LinkId>, id: QueryId) -> Admit {
         self.counters.duplicates += 1;
         self.verdict(Verdict::Dropped(id, DropReason::Duplicate));
         debug!(
