@@ -553,7 +553,10 @@ impl Servent {
         ttl: u16,
         now: Instant,
     ) -> Admit {
-        match self.seen.insert_ttl(id, copy_strength(from, ttl), now) {
+        match self
+            .seen
+            .insert_ttl(id, copy_strength(from, ttl, INITIAL_TTL), now)
+        {
             Seen::New => return Admit::New,
             Seen::Raised { was } => {
                 if let Some(out) = self.forward_ttl(from, ttl) {
@@ -585,7 +588,7 @@ impl Servent {
     #[cold]
     fn again(&self, from: Option<LinkId>, id: QueryId, ttl: u16, was: u8, out: u16) -> Admit {
         let before = match was {
-            CLIENT_STRENGTH.. => "the client's request".to_string(),
+            CLIENT_STRENGTH => "the client's request".to_string(),
             was => format!("TTL {was}"),
         };
         let copy = match from {
@@ -851,14 +854,16 @@ enum Admit {
 }
 
 /// What the seen cache keeps of a copy under full reach, to tell whether a later one
-/// goes further: a client's request beats everything (the servent it asked never
-/// passes an echo of it on), a TTL above the protocol's counts as spent.
-const CLIENT_STRENGTH: u8 = INITIAL_TTL as u8 + 1;
+/// goes further: its TTL, 0 for a TTL above the most a flood may carry (`max`: it
+/// counts as spent), and for a client's request more than any TTL (the servent it
+/// asked never passes an echo of it on). TTLs above 254 (never the protocol's) count
+/// as 254.
+const CLIENT_STRENGTH: u8 = u8::MAX;
 
-fn copy_strength(from: Option<LinkId>, ttl: u16) -> u8 {
+fn copy_strength(from: Option<LinkId>, ttl: u16, max: u16) -> u8 {
     match from {
         None => CLIENT_STRENGTH,
-        Some(_) if ttl <= INITIAL_TTL => ttl as u8,
+        Some(_) if ttl <= max => ttl.min(u16::from(CLIENT_STRENGTH - 1)) as u8,
         Some(_) => 0,
     }
 }

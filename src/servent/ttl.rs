@@ -39,9 +39,17 @@ impl TtlRule {
     /// servents that hear of it when every copy takes a shortest path (and, with
     /// `--full-reach`, whatever the order copies arrive in).
     pub const fn reach(self) -> usize {
+        self.reach_from(INITIAL_TTL)
+    }
+
+    /// [`TtlRule::reach`] for requests flooded with `initial` rather than the
+    /// protocol's 3 (as `tp3-sim` sweeps it): the client's servent's neighbours always
+    /// hear of it.
+    pub const fn reach_from(self, initial: u16) -> usize {
         match self {
-            TtlRule::Seed => INITIAL_TTL as usize + 1,
-            TtlRule::Assignment2019 => INITIAL_TTL as usize,
+            TtlRule::Seed => initial as usize + 1,
+            TtlRule::Assignment2019 if initial == 0 => 1,
+            TtlRule::Assignment2019 => initial as usize,
         }
     }
 
@@ -106,18 +114,21 @@ mod tests {
     }
 
     #[test]
-    fn reach_is_the_hops_a_ttl_3_client_query_goes() {
+    fn reach_is_the_hops_a_client_query_goes() {
         for rule in [TtlRule::Seed, TtlRule::Assignment2019] {
-            // Follow one copy out: hop 1 gets the client's TTL, each hop forwards on.
-            let mut hops = 1;
-            let mut ttl = rule.forward_ttl(true, 0);
-            while let Some(t) = ttl {
-                ttl = rule.forward_ttl(false, t);
-                if ttl.is_some() {
-                    hops += 1;
+            for initial in 0..=INITIAL_TTL {
+                // Follow one copy out: hop 1 gets the initial TTL, each hop forwards on.
+                let mut hops = 1;
+                let mut ttl = Some(initial);
+                while let Some(t) = ttl {
+                    ttl = rule.forward_ttl(false, t);
+                    if ttl.is_some() {
+                        hops += 1;
+                    }
                 }
+                assert_eq!(rule.reach_from(initial), hops, "{rule:?} {initial}");
             }
-            assert_eq!(rule.reach(), hops, "{rule:?}");
+            assert_eq!(rule.reach(), rule.reach_from(INITIAL_TTL));
         }
         assert_eq!(TtlRule::Seed.reach(), 4);
         assert_eq!(TtlRule::Assignment2019.reach(), 3);
