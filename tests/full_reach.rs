@@ -292,6 +292,9 @@ struct Case {
     start: NodeId,
     seed: u64,
     rule: TtlRule,
+    /// The TTL requests are flooded with: the protocol's 3 mostly, others as tp3-sim
+    /// sweeps them.
+    initial_ttl: u16,
 }
 
 /// A connected graph of 2 to 30 nodes: a random spanning tree plus random extra edges,
@@ -307,31 +310,35 @@ fn case() -> impl Strategy<Value = Case> {
                 0..count,
                 any::<u64>(),
                 prop_oneof![3 => Just(TtlRule::Seed), 1 => Just(TtlRule::Assignment2019)],
+                prop_oneof![3 => Just(INITIAL_TTL), 1 => 0u16..=6],
             )
         })
-        .prop_map(|(count, parents, extra, holders, start, seed, rule)| {
-            let mut seen = HashSet::new();
-            let mut edges = Vec::new();
-            let mut add = |a: NodeId, b: NodeId| {
-                if a != b && seen.insert((a.min(b), a.max(b))) {
-                    edges.push((a, b));
+        .prop_map(
+            |(count, parents, extra, holders, start, seed, rule, initial_ttl)| {
+                let mut seen = HashSet::new();
+                let mut edges = Vec::new();
+                let mut add = |a: NodeId, b: NodeId| {
+                    if a != b && seen.insert((a.min(b), a.max(b))) {
+                        edges.push((a, b));
+                    }
+                };
+                for (i, parent) in parents.iter().enumerate() {
+                    add(parent.index(i + 1), i + 1);
                 }
-            };
-            for (i, parent) in parents.iter().enumerate() {
-                add(parent.index(i + 1), i + 1);
-            }
-            for (a, b) in &extra {
-                add(a.index(count), b.index(count));
-            }
-            Case {
-                count,
-                edges,
-                holders,
-                start,
-                seed,
-                rule,
-            }
-        })
+                for (a, b) in &extra {
+                    add(a.index(count), b.index(count));
+                }
+                Case {
+                    count,
+                    edges,
+                    holders,
+                    start,
+                    seed,
+                    rule,
+                    initial_ttl,
+                }
+            },
+        )
 }
 
 /// The case's network, after a lookup of `k` (seq 1) and a topology query (seq 2) from
@@ -350,6 +357,7 @@ fn run(case: &Case, full_reach: bool, shuffled: bool) -> Network {
     let config = Config {
         full_reach,
         ttl_rule: case.rule,
+        initial_ttl: case.initial_ttl,
         ..Config::default()
     };
     let mut net = Network::with_config(&stores, &config);
@@ -404,7 +412,7 @@ proptest! {
         prop_assert!(net.closed.is_empty(), "{:?}", net.closed);
         answers_once(&net)?;
         let dist = net.distances(case.start);
-        let reach = case.rule.reach();
+        let reach = case.rule.reach_from(case.initial_ttl);
         let within: Vec<NodeId> =
             (0..case.count).filter(|&n| dist[n].is_some_and(|d| d <= reach)).collect();
         let holders: Vec<NodeId> =
@@ -417,7 +425,7 @@ proptest! {
             distinct.dedup();
             prop_assert_eq!(distinct.len(), ttls.len(), "{}->{} #{}: {:?}", from, to, seq, ttls);
             if from == case.start {
-                prop_assert_eq!(&ttls, &[INITIAL_TTL], "the origin passes an echo on");
+                prop_assert_eq!(&ttls, &[case.initial_ttl], "the origin passes an echo on");
             }
         }
     }
@@ -442,9 +450,10 @@ proptest! {
                     })
                     .collect();
                 if node == case.start {
-                    prop_assert!(out.iter().all(|&t| t == INITIAL_TTL));
+                    prop_assert!(out.iter().all(|&t| t == case.initial_ttl));
                 } else if let Some(first) = net.received_by(node, seq).first() {
-                    let expected = case.rule.forward_ttl(false, flood_ttl(&first.frame).unwrap());
+                    let ttl = flood_ttl(&first.frame).unwrap();
+                    let expected = case.rule.forward_ttl_from(case.initial_ttl, false, ttl);
                     prop_assert!(out.iter().all(|&t| Some(t) == expected), "{:?}", out);
                 } else {
                     prop_assert!(out.is_empty());
@@ -455,7 +464,7 @@ proptest! {
         let full = run(&case, true, false);
         let dist = plain.distances(case.start);
         let within: Vec<NodeId> = (0..case.count)
-            .filter(|&n| dist[n].is_some_and(|d| d <= case.rule.reach()))
+            .filter(|&n| dist[n].is_some_and(|d| d <= case.rule.reach_from(case.initial_ttl)))
             .collect();
         prop_assert_eq!(plain.answerers(2), within);
         prop_assert_eq!(&plain.answers, &full.answers);

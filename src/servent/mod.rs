@@ -106,6 +106,9 @@ pub struct Config {
     /// servent within reach of the TTL handles the query, whatever the order copies
     /// arrive in. Off by default: the seed passes each query on once.
     pub full_reach: bool,
+    /// The TTL a client's request is flooded with, and the most a neighbour's flood
+    /// may carry: the protocol's 3. Only `tp3-sim` sets another, to sweep the TTL.
+    pub initial_ttl: u16,
 }
 
 impl Default for Config {
@@ -116,6 +119,7 @@ impl Default for Config {
             advertise: None,
             ttl_rule: TtlRule::Seed,
             full_reach: false,
+            initial_ttl: INITIAL_TTL,
         }
     }
 }
@@ -235,6 +239,7 @@ pub struct Servent {
     advertise: Option<Ipv4Addr>,
     ttl_rule: TtlRule,
     full_reach: bool,
+    initial_ttl: u16,
     actions: VecDeque<Action>,
     /// `Some` when verdicts are reported.
     verdicts: Option<VecDeque<Verdict>>,
@@ -254,6 +259,7 @@ impl Servent {
             advertise: config.advertise,
             ttl_rule: config.ttl_rule,
             full_reach: config.full_reach,
+            initial_ttl: config.initial_ttl,
             actions: VecDeque::new(),
             verdicts: None,
             counters: Counters::default(),
@@ -471,7 +477,7 @@ impl Servent {
         let client = self.reachable_reply(reply, local);
         self.verdict(Verdict::Started(QueryId::new(client, seq)));
         Flood {
-            ttl: INITIAL_TTL,
+            ttl: self.initial_ttl,
             seq,
             client,
             text,
@@ -555,7 +561,7 @@ impl Servent {
     ) -> Admit {
         match self
             .seen
-            .insert_ttl(id, copy_strength(from, ttl, INITIAL_TTL), now)
+            .insert_ttl(id, copy_strength(from, ttl, self.initial_ttl), now)
         {
             Seen::New => return Admit::New,
             Seen::Raised { was } => {
@@ -656,7 +662,7 @@ impl Servent {
             Admit::Duplicate => return None,
             Admit::Again(ttl) => return Some(self.forward_again(from, ttl)),
         }
-        if from.is_some() && query.ttl > INITIAL_TTL {
+        if from.is_some() && query.ttl > self.initial_ttl {
             self.ttl_above_max(from, query.client, query.seq, query.ttl, now);
         }
         let key = || String::from_utf8_lossy(query.key);
@@ -697,7 +703,7 @@ impl Servent {
             Admit::Duplicate => return,
             Admit::Again(ttl) => Some(ttl),
         };
-        if again.is_none() && from.is_some() && flood.ttl > INITIAL_TTL {
+        if again.is_none() && from.is_some() && flood.ttl > self.initial_ttl {
             self.ttl_above_max(from, flood.client, flood.seq, flood.ttl, now);
         }
         let forward_ttl = self.forward_ttl(from, flood.ttl);
@@ -755,7 +761,8 @@ impl Servent {
     /// The TTL a query from `from` (None: the client) that came with `ttl` goes on
     /// with, by this servent's rule ([`TtlRule::forward_ttl`]).
     fn forward_ttl(&self, from: Option<LinkId>, ttl: u16) -> Option<u16> {
-        self.ttl_rule.forward_ttl(from.is_none(), ttl)
+        self.ttl_rule
+            .forward_ttl_from(self.initial_ttl, from.is_none(), ttl)
     }
 
     /// Whether a query goes on, and with which TTL: `ttl` (from
@@ -795,7 +802,7 @@ impl Servent {
     /// Out of line: the forwarding path stays short.
     #[cold]
     fn ttl_spent(&mut self, client: SocketAddrV4, seq: u32, received: u16) {
-        if received > INITIAL_TTL {
+        if received > self.initial_ttl {
             debug!("query {client}#{seq}: TTL {received} treated as TTL 0, not forwarded");
         } else if received == 0 {
             debug!("query {client}#{seq}: TTL 0, not forwarded");

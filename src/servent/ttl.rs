@@ -23,10 +23,16 @@ impl TtlRule {
     /// rules, so nothing a peer says makes a query travel further than one we started
     /// ourselves.
     pub fn forward_ttl(self, from_client: bool, ttl: u16) -> Option<u16> {
+        self.forward_ttl_from(INITIAL_TTL, from_client, ttl)
+    }
+
+    /// [`TtlRule::forward_ttl`] with another initial TTL than the protocol's 3 (for
+    /// `tp3-sim`'s TTL sweeps): requests leave with `initial`, and more is spent.
+    pub fn forward_ttl_from(self, initial: u16, from_client: bool, ttl: u16) -> Option<u16> {
         if from_client {
-            return Some(INITIAL_TTL);
+            return Some(initial);
         }
-        if ttl > INITIAL_TTL {
+        if ttl > initial {
             return None;
         }
         match self {
@@ -116,12 +122,12 @@ mod tests {
     #[test]
     fn reach_is_the_hops_a_client_query_goes() {
         for rule in [TtlRule::Seed, TtlRule::Assignment2019] {
-            for initial in 0..=INITIAL_TTL {
+            for initial in 0..=8 {
                 // Follow one copy out: hop 1 gets the initial TTL, each hop forwards on.
                 let mut hops = 1;
                 let mut ttl = Some(initial);
                 while let Some(t) = ttl {
-                    ttl = rule.forward_ttl(false, t);
+                    ttl = rule.forward_ttl_from(initial, false, t);
                     if ttl.is_some() {
                         hops += 1;
                     }
@@ -132,6 +138,16 @@ mod tests {
         }
         assert_eq!(TtlRule::Seed.reach(), 4);
         assert_eq!(TtlRule::Assignment2019.reach(), 3);
+    }
+
+    #[test]
+    fn another_initial_ttl_starts_floods_with_it_and_caps_them_at_it() {
+        let rule = TtlRule::Seed;
+        assert_eq!(rule.forward_ttl_from(6, true, 0), Some(6));
+        assert_eq!(rule.forward_ttl_from(6, false, 6), Some(5));
+        assert_eq!(rule.forward_ttl_from(6, false, 7), None);
+        assert_eq!(rule.forward_ttl_from(1, false, 2), None);
+        assert_eq!(TtlRule::Assignment2019.forward_ttl_from(1, false, 1), None);
     }
 
     #[test]
