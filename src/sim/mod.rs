@@ -8,11 +8,13 @@
 //! - [`network`]: the servents, their links and the event clock; one query at a time.
 //! - [`stats`]: a query's outcome, and mean and percentiles over many.
 //! - [`run`]: a whole run on a graph: keys placed, queries from random origins.
+//! - [`report`]: the table, CSV and chart data of `tp3-sim`'s runs.
 //! - [`plot`]: the SVG charts of a run's results.
 
 pub mod latency;
 pub mod network;
 pub mod plot;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod stats;

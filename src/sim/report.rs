@@ -1,0 +1,271 @@
+//! `tp3-sim`'s output: a table row per run, CSV rows per query and per aggregate, and
+//! the charts `--svg` draws (reach and frames against the TTL, a line per topology and
+//! rule).
+
+use std::io::{self, Write};
+
+use crate::servent::TtlRule;
+
+use super::plot::{Chart, Series};
+use super::run::RunResult;
+use super::stats::{Aggregate, AGGREGATES};
+
+/// One run: a topology, a TTL, a rule, and what came of it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The topology's spec, as given.
+    pub topology: String,
+    pub servents: usize,
+    pub ttl: u16,
+    pub rule: TtlRule,
+    pub full_reach: bool,
+    pub result: RunResult,
+}
+
+impl Row {
+    /// `seed`, `2019`, `seed+full`, `2019+full`: the rule column, and the legend.
+    pub fn rule_name(&self) -> String {
+        let full = if self.full_reach { "+full" } else { "" };
+        format!("{}{full}", self.rule.name())
+    }
+}
+
+/// The table's header: what [`table_row`] prints under it.
+pub fn table_header() -> String {
+    format!(
+        "{:<22} {:>9} {:>3} {:<9} {:>8} | {:>8} {:>6} {:>6} {:>6} {:>6} | {:>7} {:>8} | \
+         {:>9} {:>7} | {:>8} {:>9} | {:>9} {:>7}",
+        "topology",
+        "servents",
+        "ttl",
+        "rule",
+        "queries",
+        "reach",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "answers",
+        "answered",
+        "frames",
+        "p99",
+        "dups",
+        "ttl-spent",
+        "last-ms",
+        "p99"
+    )
+}
+
+/// One run's aggregates: means, and percentiles of reach, frames and answer time.
+pub fn table_row(row: &Row) -> String {
+    let s = &row.result.summary;
+    let answered = if s.queries == 0 {
+        0.0
+    } else {
+        100.0 * s.last_answer_ms.count as f64 / s.queries as f64
+    };
+    format!(
+        "{:<22} {:>9} {:>3} {:<9} {:>8} | {:>8.2} {:>6} {:>6} {:>6} {:>6} | {:>7.2} {:>7.1}% | \
+         {:>9.1} {:>7} | {:>8.2} {:>9.2} | {:>9.3} {:>7.3}",
+        row.topology,
+        row.servents,
+        row.ttl,
+        row.rule_name(),
+        s.queries,
+        s.reached.mean,
+        s.reached.p50,
+        s.reached.p90,
+        s.reached.p99,
+        s.reached.max,
+        s.answers.mean,
+        answered,
+        s.frames.mean,
+        s.frames.p99,
+        s.duplicates.mean,
+        s.ttl_spent.mean,
+        s.last_answer_ms.mean,
+        s.last_answer_ms.p99,
+    )
+}
+
+/// The CSV columns. `query` is the query's sequence number on a query's row, or the
+/// aggregate's name (`mean`, `p50`, `p90`, `p99`, `max`) on the rows after a run's
+/// queries; `origin` is empty on those. `last_answer_ms` is empty for a query with no
+/// answer, and aggregates only the queries with one.
+pub const CSV_HEADER: &str = "topology,servents,ttl,rule,full_reach,query,origin,reached,\
+                              answers,frames,duplicates,ttl_spent,last_answer_ms";
+
+/// A run's rows: one per query, then one per aggregate.
+pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
+    let lead = format!(
+        "{},{},{},{},{}",
+        csv_field(&row.topology),
+        row.servents,
+        row.ttl,
+        row.rule.name(),
+        row.full_reach
+    );
+    for q in &row.result.outcomes {
+        let last = q
+            .last_answer
+            .map(|ns| format!("{}", ns as f64 / 1e6))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{lead},{},{},{},{},{},{},{},{last}",
+            q.seq, q.origin, q.reached, q.answers, q.frames, q.duplicates, q.ttl_spent
+        )?;
+    }
+    let s = &row.result.summary;
+    let measures: [&Aggregate; 6] = [
+        &s.reached,
+        &s.answers,
+        &s.frames,
+        &s.duplicates,
+        &s.ttl_spent,
+        &s.last_answer_ms,
+    ];
+    for (i, name) in AGGREGATES.iter().enumerate() {
+        let values: Vec<String> = measures
+            .iter()
+            .map(|m| {
+                if m.count == 0 {
+                    String::new()
+                } else {
+                    format!("{}", m.values()[i])
+                }
+            })
+            .collect();
+        writeln!(out, "{lead},{name},,{}", values.join(","))?;
+    }
+    Ok(())
+}
+
+/// Quoted if it holds a comma, a quote or a line break (a file path might).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// Mean reach and mean frames per query against the TTL, a line per topology and rule
+/// (in the order they first appear).
+pub fn charts(rows: &[Row]) -> Vec<Chart> {
+    let mut reach: Vec<Series> = Vec::new();
+    let mut frames: Vec<Series> = Vec::new();
+    for row in rows {
+        let label = format!("{} {}", row.topology, row.rule_name());
+        let at = match reach.iter().position(|s| s.label == label) {
+            Some(at) => at,
+            None => {
+                for lines in [&mut reach, &mut frames] {
+                    lines.push(Series {
+                        label: label.clone(),
+                        points: Vec::new(),
+                    });
+                }
+                reach.len() - 1
+            }
+        };
+        let s = &row.result.summary;
+        let ttl = f64::from(row.ttl);
+        reach[at].points.push((ttl, s.reached.mean));
+        frames[at].points.push((ttl, s.frames.mean));
+    }
+    for line in reach.iter_mut().chain(frames.iter_mut()) {
+        line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let chart = |title: &str, y_label: &str, series: Vec<Series>| Chart {
+        title: title.to_string(),
+        x_label: "initial TTL".to_string(),
+        y_label: y_label.to_string(),
+        log_y: true,
+        series,
+    };
+    vec![
+        chart("Servents reached per query (mean)", "servents", reach),
+        chart("Frames sent per query (mean)", "frames", frames),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::stats::{QueryOutcome, Summary};
+    use std::time::Duration;
+
+    fn row(ttl: u16, full_reach: bool) -> Row {
+        let outcomes = vec![
+            QueryOutcome {
+                seq: 1,
+                origin: 4,
+                reached: 5,
+                answers: 1,
+                frames: 4,
+                last_answer: Some(1_500_000),
+                ..QueryOutcome::default()
+            },
+            QueryOutcome {
+                seq: 2,
+                origin: 0,
+                reached: 3,
+                frames: 2,
+                ..QueryOutcome::default()
+            },
+        ];
+        Row {
+            topology: "line:6".into(),
+            servents: 6,
+            ttl,
+            rule: TtlRule::Seed,
+            full_reach,
+            result: RunResult {
+                summary: Summary::of(&outcomes),
+                outcomes,
+                build: Duration::ZERO,
+                simulate: Duration::ZERO,
+                holders: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn csv_has_a_row_per_query_and_per_aggregate() {
+        let mut out = Vec::new();
+        write_csv(&mut out, &row(3, false)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2 + 5);
+        let columns = CSV_HEADER.split(',').count();
+        assert!(
+            lines.iter().all(|l| l.split(',').count() == columns),
+            "{text}"
+        );
+        assert_eq!(lines[0], "line:6,6,3,seed,false,1,4,5,1,4,0,0,1.5");
+        assert_eq!(lines[1], "line:6,6,3,seed,false,2,0,3,0,2,0,0,");
+        assert_eq!(lines[2], "line:6,6,3,seed,false,mean,,4,0.5,3,0,0,1.5");
+        assert!(lines[6].starts_with("line:6,6,3,seed,false,max,,5,1,4,"));
+        assert_eq!(csv_field("file:a,b"), "\"file:a,b\"");
+    }
+
+    #[test]
+    fn a_table_row_lines_up_with_the_header() {
+        let r = row(3, true);
+        assert_eq!(table_row(&r).len(), table_header().len());
+        assert!(table_row(&r).contains("seed+full"));
+    }
+
+    #[test]
+    fn charts_have_a_line_per_topology_and_rule_in_ttl_order() {
+        let rows = [row(4, false), row(2, false), row(2, true)];
+        let charts = charts(&rows);
+        assert_eq!(charts.len(), 2);
+        let reach = &charts[0].series;
+        assert_eq!(reach.len(), 2);
+        assert_eq!(reach[0].label, "line:6 seed");
+        assert_eq!(reach[0].points, vec![(2.0, 4.0), (4.0, 4.0)]);
+        assert_eq!(reach[1].label, "line:6 seed+full");
+    }
+}
