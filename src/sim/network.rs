@@ -451,6 +451,31 @@ mod tests {
     }
 
     #[test]
+    fn frames_down_one_link_keep_their_order_whatever_latency_is_drawn() {
+        let line = Graph::line(2).unwrap();
+        let settings = Settings {
+            latency: Latency::Exponential { mean: 1_000_000 },
+            ..Settings::default()
+        };
+        let mut net = Network::new(&line, &[], &settings, 1).unwrap();
+        let mut outcome = QueryOutcome::default();
+        let frame = Frame::TopoReq { seq: 1 };
+        for time in [0, 0, 10, 10, 10, 20, 500_000, 500_001] {
+            for _ in 0..20 {
+                net.flood(0, None, &frame, time, &mut outcome);
+            }
+        }
+        assert_eq!(outcome.frames, 160);
+        let mut order = Vec::new();
+        while let Some(event) = net.queue.pop() {
+            assert_eq!((event.to, event.link), (1, 0));
+            order.push(event.order);
+        }
+        // Sent in this order; latencies drawn freely would have mixed them up.
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    }
+
+    #[test]
     fn holders_are_distinct_and_as_many_as_asked() {
         let mut rng = Rng::new(1);
         let h = choose_holders(1000, 0.01, &mut rng);

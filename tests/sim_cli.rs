@@ -1,0 +1,133 @@
+//! `tp3-sim` as a user runs it: help, errors and their exit statuses, the table, the
+//! CSV and the SVG.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const TP3_SIM: &str = env!("CARGO_BIN_EXE_tp3-sim");
+const EXIT_STATUS: &str = "Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.";
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(TP3_SIM).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A file in a directory of this test's own, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tp3-sim-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let out = sim(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for flag in [
+        "--topology",
+        "--ttl",
+        "--full-reach",
+        "--ttl-rule",
+        "--latency",
+        "--csv",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(help.trim_end().ends_with(EXIT_STATUS), "{help}");
+    let out = sim(&["--version"]);
+    assert_eq!(text(&out.stdout).trim(), "tp3-sim 0.1.0");
+}
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    for args in [
+        &["--topology", "nonsense:3"][..],
+        &["--topology", "regular:5:5"],
+        &["--topology", "line:6", "--ttl", "5..2"],
+        &["--topology", "line:6", "--ttl", "1,x"],
+        &["--topology", "line:6", "--latency", "fast"],
+        &["--topology", "line:6", "--key-fraction", "2"],
+        &["--topology", "line:6", "--queries", "0"],
+        &[],
+    ] {
+        let out = sim(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("tp3-sim: error: "), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_topology_that_cannot_be_built_is_a_runtime_error() {
+    let out = sim(&["--topology", "file:/nonexistent/edges.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/edges.txt"), "{err}");
+}
+
+#[test]
+fn a_row_per_topology_ttl_and_rule_and_the_csv_and_svg_files() {
+    let dir = TempDir::new("rows");
+    let (csv, svg) = (dir.0.join("runs.csv"), dir.0.join("runs.svg"));
+    let out = sim(&[
+        "--topology",
+        "line:6",
+        "ring:8",
+        "--ttl",
+        "2,3",
+        "--ttl-rule",
+        "both",
+        "--queries",
+        "20",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("line:6") || l.starts_with("ring:8"))
+        .collect();
+    assert_eq!(rows.len(), 2 * 2 * 2, "{stdout}");
+    // The ring of 8 at TTL 3, seed rule: every servent, every query.
+    let ring = rows
+        .iter()
+        .find(|r| r.starts_with("ring:8") && r.contains(" 3 seed "))
+        .unwrap();
+    let reach: Vec<&str> = ring.split('|').nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(reach, ["8.00", "8", "8", "8", "8"], "{ring}");
+    assert!(
+        stdout.lines().last().unwrap().contains("peak RSS"),
+        "{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(csv).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("topology,servents,ttl,rule,"));
+    assert_eq!(lines.count(), 8 * (20 + 5));
+    assert!(csv.contains("\nring:8,8,3,seed,false,mean,,8,"), "{csv}");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("ring:8 2019"));
+}
