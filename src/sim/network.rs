@@ -7,8 +7,8 @@
 //! sorted), so no table of links is kept: a million servents cost the servents
 //! themselves, the graph, and 4 bytes each here.
 //!
-//! Events are (delivery time, sequence number, frame) in a binary heap: the earliest
-//! first, and among equal times the first sent. A frame on a directed link is never
+//! Frames in flight are ordered by (delivery time, sequence number) in a binary heap:
+//! the earliest first, and among equal times the first sent. A frame on a directed link is never
 //! delivered before one sent earlier on it (links are TCP connections), whatever
 //! latency is drawn for it.
 
@@ -106,10 +106,8 @@ pub struct Detail {
     pub answers: Vec<(Node, String)>,
 }
 
-/// A frame on its way.
-struct Event {
-    time: u64,
-    order: u64,
+/// A frame on its way. The heap orders small [`Due`]s; the frames wait in a slab.
+struct InFlight {
     from: Node,
     sent_at: u64,
     to: Node,
@@ -118,23 +116,23 @@ struct Event {
     frame: Frame,
 }
 
-impl PartialEq for Event {
-    fn eq(&self, other: &Event) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
+/// When the frame in slab slot `slot` is due, and the order it was sent in.
+#[derive(PartialEq, Eq)]
+struct Due {
+    time: u64,
+    order: u64,
+    slot: u32,
 }
 
-impl Eq for Event {}
-
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Due) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Event {
+impl Ord for Due {
     /// Reversed: `BinaryHeap` pops its greatest, and the earliest goes first.
-    fn cmp(&self, other: &Event) -> Ordering {
+    fn cmp(&self, other: &Due) -> Ordering {
         (other.time, other.order).cmp(&(self.time, self.order))
     }
 }
@@ -149,10 +147,14 @@ pub struct Network<'g> {
     base: Instant,
     /// Nanoseconds since `base`.
     clock: u64,
-    queue: BinaryHeap<Event>,
+    queue: BinaryHeap<Due>,
+    /// The frames in flight, by slot; `free` lists the empty slots.
+    flights: Vec<Option<InFlight>>,
+    free: Vec<u32>,
     sent: u64,
-    /// Per directed link in use (`node << 32 | link`), the time its last frame is
-    /// delivered at: FIFO. Emptied after each query, when nothing is in flight.
+    /// Per directed link in use (`link << 32 | node`: the node in the low bits, which
+    /// [`IdMap`]'s multiplicative hash spreads), the time its last frame is delivered
+    /// at: FIFO. Emptied after each query, when nothing is in flight.
     last_on_link: IdMap<u64, u64>,
     /// The last query each servent handled a copy of (0: none).
     mark: Vec<u32>,
@@ -203,6 +205,8 @@ impl<'g> Network<'g> {
             base: Instant::now(),
             clock: 0,
             queue: BinaryHeap::new(),
+            flights: Vec::new(),
+            free: Vec::new(),
             sent: 0,
             last_on_link: IdMap::default(),
             mark: vec![0; n],
@@ -303,23 +307,33 @@ impl<'g> Network<'g> {
             QueryKind::Topology => Frame::TopoReq { seq },
         };
         self.handle(origin, link, request, start, &mut outcome);
-        while let Some(event) = self.queue.pop() {
-            self.clock = event.time;
+        while let Some((due, flight)) = self.next_due() {
+            self.clock = due.time;
             if let Some(trace) = self.trace.as_mut() {
                 trace.push(Delivery {
-                    from: event.from,
-                    to: event.to,
-                    sent: event.order,
-                    sent_at: event.sent_at,
-                    delivered_at: event.time,
+                    from: flight.from,
+                    to: flight.to,
+                    sent: due.order,
+                    sent_at: flight.sent_at,
+                    delivered_at: due.time,
                 });
             }
-            self.handle(event.to, event.link, event.frame, event.time, &mut outcome);
+            self.handle(flight.to, flight.link, flight.frame, due.time, &mut outcome);
         }
         self.servents[origin as usize].handle_link_down(link);
         self.last_on_link.clear();
         outcome.last_answer = outcome.last_answer.map(|t| t - start);
         outcome
+    }
+
+    /// The next frame due, taken out of its slot.
+    fn next_due(&mut self) -> Option<(Due, InFlight)> {
+        let due = self.queue.pop()?;
+        let flight = self.flights[due.slot as usize]
+            .take()
+            .expect("a due frame is in its slot");
+        self.free.push(due.slot);
+        Some((due, flight))
     }
 
     /// `node` handles `frame` from `link` at `time`: counted, and its actions done.
@@ -384,6 +398,8 @@ impl<'g> Network<'g> {
             latency,
             rng,
             queue,
+            flights,
+            free,
             sent,
             last_on_link,
             ..
@@ -399,20 +415,33 @@ impl<'g> Network<'g> {
                 .binary_search(&node)
                 .expect("the graph is symmetric");
             let slot = last_on_link
-                .entry(u64::from(node) << 32 | link)
+                .entry(link << 32 | u64::from(node))
                 .or_insert(0);
             let at = (time + latency.draw(rng)).max(*slot);
             *slot = at;
             *sent += 1;
             outcome.frames += 1;
-            queue.push(Event {
-                time: at,
-                order: *sent,
+            let flight = Some(InFlight {
                 from: node,
                 sent_at: time,
                 to,
                 link: back as LinkId,
                 frame: frame.clone(),
+            });
+            let slot = match free.pop() {
+                Some(slot) => {
+                    flights[slot as usize] = flight;
+                    slot
+                }
+                None => {
+                    flights.push(flight);
+                    (flights.len() - 1) as u32
+                }
+            };
+            queue.push(Due {
+                time: at,
+                order: *sent,
+                slot,
             });
         }
     }
@@ -467,9 +496,9 @@ mod tests {
         }
         assert_eq!(outcome.frames, 160);
         let mut order = Vec::new();
-        while let Some(event) = net.queue.pop() {
-            assert_eq!((event.to, event.link), (1, 0));
-            order.push(event.order);
+        while let Some((due, flight)) = net.next_due() {
+            assert_eq!((flight.to, flight.link), (1, 0));
+            order.push(due.order);
         }
         // Sent in this order; latencies drawn freely would have mixed them up.
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
