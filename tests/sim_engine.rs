@@ -221,3 +221,41 @@ fn a_topology_query_is_answered_by_exactly_the_servents_it_reached() {
         assert_eq!(o.answers, o.reached);
     }
 }
+
+#[test]
+#[ignore = "needs servent --full-reach's behaviour (branch fullreach); un-ignore on merging both"]
+fn with_full_reach_every_servent_within_the_hops_is_reached_whatever_the_latencies() {
+    let (graph, _) = Graph::random_regular(200, 4, &mut Rng::new(1)).unwrap();
+    for (rule, hops) in [(TtlRule::Seed, 4), (TtlRule::Assignment2019, 3)] {
+        for latency in ["exp:1ms", "1ms..9ms"] {
+            let s = Settings {
+                ttl_rule: rule,
+                full_reach: true,
+                latency: latency.parse().unwrap(),
+                ..Settings::default()
+            };
+            let mut net = Network::new(&graph, &[], &s, 3).unwrap();
+            net.record();
+            let mut lost_without = 0;
+            for origin in (0..200).step_by(7) {
+                let o = net.query(origin, QueryKind::Topology);
+                let dist = graph.distances(origin);
+                let within: BTreeSet<Node> =
+                    (0..200).filter(|&n| dist[n as usize] <= hops).collect();
+                let reached: BTreeSet<Node> =
+                    net.detail().unwrap().reached.iter().copied().collect();
+                assert_eq!(reached, within, "{rule:?} {latency} from {origin}");
+                assert_eq!(o.answers, o.reached);
+                let plain = Settings {
+                    full_reach: false,
+                    ..s
+                };
+                let mut first_copy_wins = Network::new(&graph, &[], &plain, 3).unwrap();
+                lost_without += within.len() as u64
+                    - first_copy_wins.query(origin, QueryKind::Topology).reached;
+            }
+            // Without it, first-copy-wins races lose servents on this graph.
+            assert!(lost_without > 0, "{rule:?} {latency}");
+        }
+    }
+}
