@@ -74,6 +74,22 @@ fn usage_errors_are_one_line_and_exit_2() {
 }
 
 #[test]
+fn an_origin_beyond_the_graph_is_a_usage_error() {
+    let out = sim(&["--topology", "ring:8", "--origin", "8"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "tp3-sim: error: --origin 8: ring:8 has servents 0 to 7"
+    );
+    // From servent 0 of a line, the 4 hops of TTL 3 reach 5 servents every time.
+    let out = sim(&["--topology", "line:9", "--origin", "0", "--queries", "5"]);
+    let row = text(&out.stdout);
+    let row = row.lines().find(|l| l.starts_with("line:9")).unwrap();
+    let reach: Vec<&str> = row.split('|').nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(reach, ["5.00", "5", "5", "5", "5"], "{row}");
+}
+
+#[test]
 fn a_topology_that_cannot_be_built_is_a_runtime_error() {
     let out = sim(&["--topology", "file:/nonexistent/edges.txt"]);
     assert_eq!(out.status.code(), Some(1));

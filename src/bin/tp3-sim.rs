@@ -94,6 +94,9 @@ struct Args {
     /// What the clients ask: a key (KEYREQ) or the topology (TOPOREQ).
     #[arg(long, value_name = "KIND", default_value = "key")]
     kind: Kind,
+    /// Every query from servent N (numbered from 0), not from random servents.
+    #[arg(long, value_name = "N")]
+    origin: Option<u32>,
     /// The share of servents holding the key (at least one if above 0).
     #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = parse_fraction)]
     key_fraction: f64,
@@ -215,6 +218,17 @@ fn simulate(args: &Args) -> Result<()> {
             .build(&mut Rng::new(args.seed))
             .with_context(|| format!("cannot build {topology}"))?;
         graphs += started.elapsed();
+        if let Some(origin) = args.origin.filter(|&o| o as usize >= graph.len()) {
+            // Wrong on the command line, though only the graph can tell.
+            cli::fail(
+                BIN,
+                cli::USAGE_ERROR,
+                &format!(
+                    "--origin {origin}: {topology} has servents 0 to {}",
+                    graph.len() - 1
+                ),
+            );
+        }
         for &ttl in &args.ttl.0 {
             for &ttl_rule in rules {
                 for &full_reach in full {
@@ -229,6 +243,7 @@ fn simulate(args: &Args) -> Result<()> {
                         queries: args.queries as usize,
                         key_fraction: args.key_fraction,
                         seed: args.seed,
+                        origin: args.origin,
                     };
                     let result = run(&graph, &experiment)
                         .with_context(|| format!("cannot simulate {topology}"))?;

@@ -21,6 +21,8 @@ pub struct Experiment {
     /// stream: runs that differ only in TTL or rule place the same keys and ask from
     /// the same origins.
     pub seed: u64,
+    /// Every query from this servent, rather than from random ones.
+    pub origin: Option<Node>,
 }
 
 impl Default for Experiment {
@@ -31,6 +33,7 @@ impl Default for Experiment {
             queries: 1000,
             key_fraction: 0.01,
             seed: 1,
+            origin: None,
         }
     }
 }
@@ -58,6 +61,13 @@ pub fn run(graph: &Graph, experiment: &Experiment) -> Result<RunResult, Topology
     if graph.is_empty() {
         return Err(TopologyError("a network needs at least one servent".into()));
     }
+    if let Some(origin) = experiment.origin.filter(|&o| o as usize >= graph.len()) {
+        return Err(TopologyError(format!(
+            "no servent {origin}: the graph has {} (0 to {})",
+            graph.len(),
+            graph.len() - 1
+        )));
+    }
     let started = Instant::now();
     let seed = experiment.seed;
     let holders = choose_holders(
@@ -71,7 +81,8 @@ pub fn run(graph: &Graph, experiment: &Experiment) -> Result<RunResult, Topology
     let mut origins = Rng::new(seed ^ ORIGINS);
     let outcomes: Vec<QueryOutcome> = (0..experiment.queries)
         .map(|_| {
-            let origin = origins.below(graph.len()) as Node;
+            let random = origins.below(graph.len()) as Node;
+            let origin = experiment.origin.unwrap_or(random);
             network.query(origin, experiment.kind)
         })
         .collect();
