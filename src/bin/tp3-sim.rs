@@ -41,11 +41,12 @@ Table columns (one row per topology, TTL and rule; rule `seed+full` is --full-re
 reach (mean, then p50 p90 p99 max): servents that handled the query, the asked one
 included; answers: mean answers per query; answered: queries with at least one answer;
 frames (mean, p99): flood frames sent between servents; dups: copies dropped as
-duplicates; ttl-spent: copies handled but not passed on; last-ms (mean, p99): time from
+duplicates; again: copies passed on again by full reach (they came with more TTL);
+ttl-spent: copies handled but not passed on; last-ms (mean, p99): time from
 the request to the last answer, over the answered queries.
 
 CSV (--csv FILE) columns: topology,servents,ttl,rule,full_reach,query,origin,reached,
-answers,frames,duplicates,ttl_spent,last_answer_ms: a row per query (query = its sequence
+answers,frames,duplicates,reforwarded,ttl_spent,last_answer_ms: a row per query (query = its sequence
 number), then for each run the rows mean, p50, p90, p99 and max in the query column.
 
 Examples:

@@ -359,6 +359,7 @@ impl<'g> Network<'g> {
         let after = servent.counters();
         outcome.duplicates += after.duplicates - before.duplicates;
         outcome.ttl_spent += after.ttl_spent - before.ttl_spent;
+        outcome.reforwarded += after.reforwarded - before.reforwarded;
         while let Some(action) = self.servents[i].poll_action() {
             match action {
                 Action::Flood { except, frame } => self.flood(node, except, &frame, time, outcome),

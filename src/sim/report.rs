@@ -34,7 +34,7 @@ impl Row {
 pub fn table_header() -> String {
     format!(
         "{:<22} {:>9} {:>3} {:<9} {:>8} | {:>8} {:>6} {:>6} {:>6} {:>6} | {:>7} {:>8} | \
-         {:>9} {:>7} | {:>8} {:>9} | {:>9} {:>7}",
+         {:>9} {:>7} | {:>8} {:>8} {:>9} | {:>9} {:>7}",
         "topology",
         "servents",
         "ttl",
@@ -50,6 +50,7 @@ pub fn table_header() -> String {
         "frames",
         "p99",
         "dups",
+        "again",
         "ttl-spent",
         "last-ms",
         "p99"
@@ -66,7 +67,7 @@ pub fn table_row(row: &Row) -> String {
     };
     format!(
         "{:<22} {:>9} {:>3} {:<9} {:>8} | {:>8.2} {:>6} {:>6} {:>6} {:>6} | {:>7.2} {:>7.1}% | \
-         {:>9.1} {:>7} | {:>8.2} {:>9.2} | {:>9.3} {:>7.3}",
+         {:>9.1} {:>7} | {:>8.2} {:>8.2} {:>9.2} | {:>9.3} {:>7.3}",
         row.topology,
         row.servents,
         row.ttl,
@@ -82,6 +83,7 @@ pub fn table_row(row: &Row) -> String {
         s.frames.mean,
         s.frames.p99,
         s.duplicates.mean,
+        s.reforwarded.mean,
         s.ttl_spent.mean,
         s.last_answer_ms.mean,
         s.last_answer_ms.p99,
@@ -93,7 +95,7 @@ pub fn table_row(row: &Row) -> String {
 /// queries; `origin` is empty on those. `last_answer_ms` is empty for a query with no
 /// answer, and aggregates only the queries with one.
 pub const CSV_HEADER: &str = "topology,servents,ttl,rule,full_reach,query,origin,reached,\
-                              answers,frames,duplicates,ttl_spent,last_answer_ms";
+                              answers,frames,duplicates,reforwarded,ttl_spent,last_answer_ms";
 
 /// A run's rows: one per query, then one per aggregate.
 pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
@@ -112,16 +114,24 @@ pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
             .unwrap_or_default();
         writeln!(
             out,
-            "{lead},{},{},{},{},{},{},{},{last}",
-            q.seq, q.origin, q.reached, q.answers, q.frames, q.duplicates, q.ttl_spent
+            "{lead},{},{},{},{},{},{},{},{},{last}",
+            q.seq,
+            q.origin,
+            q.reached,
+            q.answers,
+            q.frames,
+            q.duplicates,
+            q.reforwarded,
+            q.ttl_spent
         )?;
     }
     let s = &row.result.summary;
-    let measures: [&Aggregate; 6] = [
+    let measures: [&Aggregate; 7] = [
         &s.reached,
         &s.answers,
         &s.frames,
         &s.duplicates,
+        &s.reforwarded,
         &s.ttl_spent,
         &s.last_answer_ms,
     ];

@@ -16,6 +16,10 @@ pub struct QueryOutcome {
     pub duplicates: u64,
     /// Copies handled but not passed on: TTL spent.
     pub ttl_spent: u64,
+    /// Full reach: copies of a query already handled passed on again, because they
+    /// came with more TTL. Each frame sent is a servent's first copy, a duplicate or
+    /// one of these: `frames = reached - 1 + duplicates + reforwarded`.
+    pub reforwarded: u64,
     /// Nanoseconds from the request to the last answer's arrival, if any came.
     pub last_answer: Option<u64>,
     /// Answers sent elsewhere than the client, and links a servent closed: both
@@ -74,6 +78,7 @@ pub struct Summary {
     pub frames: Aggregate,
     pub duplicates: Aggregate,
     pub ttl_spent: Aggregate,
+    pub reforwarded: Aggregate,
     /// In milliseconds, over the queries that had an answer (`count` of them).
     pub last_answer_ms: Aggregate,
 }
@@ -89,6 +94,7 @@ impl Summary {
             frames: measure(|o| o.frames),
             duplicates: measure(|o| o.duplicates),
             ttl_spent: measure(|o| o.ttl_spent),
+            reforwarded: measure(|o| o.reforwarded),
             last_answer_ms: Aggregate::of(
                 outcomes
                     .iter()
