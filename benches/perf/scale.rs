@@ -24,11 +24,17 @@
 //!   within 4 hops must answer (a miss fails the bench), and the TOPOFLOODs it costs
 //!   (the servents' `frames out` summed from their exit summaries: the query is the
 //!   only flood) are printed beside the first run's.
+//! - The simulator on the same graph: with full reach, `tp3-sim`'s network must reach
+//!   exactly the servents that answered the real `--full-reach` run (a difference
+//!   fails the bench); without, the range of reach its first-copy-wins races give over
+//!   200 random latency draws is printed beside the real run's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use tp3kv::sim::latency::Latency;
+use tp3kv::sim::network::{Network, QueryKind, Settings as SimSettings};
 use tp3kv::sim::rng::Rng;
 use tp3kv::sim::topology::{Graph, Node, UNREACHABLE};
 
@@ -95,6 +101,7 @@ pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<()
         full.frames_out as f64 / plain.frames_out.max(1) as f64,
         full.forwarded_again
     );
+    simulated(&graph, &plain, &full, report);
     if full.answers != y {
         report.problems.push(format!(
             "scale: with --full-reach, {} of the {y} servents within {hops} hops answered: \
@@ -122,6 +129,8 @@ pub fn run(settings: &Settings, dir: &TempDir, report: &mut Report) -> Result<()
 /// What one network's topology query came to.
 struct NetworkRun {
     answers: usize,
+    /// Who answered, by index.
+    answerers: BTreeSet<usize>,
     within_reach: usize,
     /// TOPOFLOODs all servents sent (their `frames out`: the query is the only flood).
     frames_out: u64,
@@ -210,10 +219,98 @@ fn network(
     report.problems.extend(stopped.problems);
     Ok(NetworkRun {
         answers: check.answers,
+        answerers: check.answerers,
         within_reach: check.within_reach,
         frames_out: stopped.frames_out,
         forwarded_again: stopped.forwarded_again,
     })
+}
+
+/// Latency draws the simulator runs the query under, first copy wins.
+const SIM_DRAWS: u64 = 200;
+
+/// The same topology query in the simulator, on the same graph: with full reach it
+/// must reach exactly the servents the real `--full-reach` run did (the outcome does
+/// not depend on timing); without, the real run's reach is set beside the range the
+/// simulator's first-copy-wins races give over [`SIM_DRAWS`] random latencies.
+fn simulated(graph: &Graph, plain: &NetworkRun, full: &NetworkRun, report: &mut Report) {
+    let ask = |full_reach: bool, latency: Latency, seed: u64| {
+        let settings = SimSettings {
+            full_reach,
+            latency,
+            ..SimSettings::default()
+        };
+        let mut net = Network::new(graph, &[], &settings, seed).expect("a graph of servents");
+        net.record();
+        let outcome = net.query(0, QueryKind::Topology);
+        let reached: BTreeSet<usize> = net
+            .detail()
+            .expect("recording")
+            .reached
+            .iter()
+            .map(|&n| n as usize)
+            .collect();
+        (outcome, reached)
+    };
+    let (outcome, reached) = ask(true, Latency::default(), 1);
+    let agrees = reached == full.answerers;
+    println!(
+        "scale: tp3-sim on the same graph, full reach: {} servents reached, {} answers, {} \
+         TOPOFLOODs ({} copies forwarded again); {}",
+        outcome.reached,
+        outcome.answers,
+        outcome.frames,
+        outcome.reforwarded,
+        if agrees {
+            "the same servents as the real run".to_string()
+        } else {
+            format!(
+                "real only {:?}, simulated only {:?}",
+                full.answerers.difference(&reached).collect::<Vec<_>>(),
+                reached.difference(&full.answerers).collect::<Vec<_>>()
+            )
+        }
+    );
+    if !agrees {
+        report.problems.push(
+            "scale: with full reach, the simulator and the real servents reached different \
+             servents"
+                .into(),
+        );
+    }
+    let latency: Latency = "exp:1ms".parse().expect("a latency");
+    let (mut differ, mut again) = (0, 0);
+    for seed in 0..SIM_DRAWS {
+        let (outcome, reached) = ask(true, latency, seed);
+        differ += u64::from(reached != full.answerers);
+        again += outcome.reforwarded;
+    }
+    println!(
+        "scale: tp3-sim, full reach, {SIM_DRAWS} draws of exp:1ms latencies: {differ} reached \
+         other servents than the real run ({:.1} copies forwarded again on average)",
+        again as f64 / SIM_DRAWS as f64
+    );
+    if differ > 0 {
+        report.problems.push(format!(
+            "scale: with full reach, {differ} of {SIM_DRAWS} simulated latency draws reached \
+             other servents than the real run"
+        ));
+    }
+    let mut reach: Vec<u64> = (0..SIM_DRAWS)
+        .map(|seed| ask(false, latency, seed).0.reached)
+        .collect();
+    reach.sort_unstable();
+    let pct = |p: usize| reach[(p * reach.len() / 100).min(reach.len() - 1)];
+    println!(
+        "scale: tp3-sim, first copy wins, {SIM_DRAWS} draws of exp:1ms latencies: reach {} to \
+         {} (p10 {}, median {}, p90 {}); the real run: {}",
+        reach[0],
+        reach[reach.len() - 1],
+        pct(10),
+        pct(50),
+        pct(90),
+        plain.answers
+    );
 }
 
 /// Prints and reports start-up time and memory per servent.

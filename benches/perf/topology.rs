@@ -2,7 +2,7 @@
 //! TOPOREQ and collects the answers, each on a connection of its own, until they stop
 //! coming; then checks every answer's path against the graph.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener as StdListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -311,6 +311,7 @@ impl Topology {
             .count();
         TopoCheck {
             answers,
+            answerers: answered.keys().copied().collect(),
             within_reach,
             missed_by_distance: (0..=hops)
                 .map(|d| missed.iter().filter(|&&i| dist[i] == Some(d)).count())
@@ -328,6 +329,8 @@ impl Topology {
 pub struct TopoCheck {
     /// X: answers received.
     pub answers: usize,
+    /// The servents that answered, by index.
+    pub answerers: BTreeSet<usize>,
     /// Y: servents within 4 hops of servent 0 (itself included).
     pub within_reach: usize,
     /// Servents at each distance 0..=4 from servent 0, and how many of them never answered.
