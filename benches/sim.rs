@@ -9,19 +9,28 @@
 //! a query is not within 1% of the tree value 1 + 4 + 12 + 36 + 108 = 161 (a random
 //! regular graph has few short cycles).
 //!
+//! Then what full reach costs at 100,000 servents: on a random 4-regular graph, a
+//! Barabási–Albert one (`ba:100000:2`, power-law degrees) and a Watts–Strogatz one
+//! (`ws:100000:6:0.1`, many short cycles), 1,000 KEYREQs under exponential latencies
+//! (mean 1 ms, so copies race), first copy wins and then `--full-reach`: the mean
+//! reach and frames of each, and the extra frames full reach costs. Full reach never
+//! reaches fewer servents (a smaller mean fails the bench).
+//!
 //! Without `--bench` (`cargo test --bench sim`) the same on 10,000 servents and 100
 //! queries, with the reach checked against the same bound but not the time: a quick
 //! run that proves the bench works, in a debug build too. `SIM_BENCH_SERVENTS` and
-//! `SIM_BENCH_QUERIES` set other sizes.
+//! `SIM_BENCH_QUERIES` set other sizes for the first part; the second runs on a tenth
+//! of `SIM_BENCH_SERVENTS` (at least 1,000).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use tp3kv::sim::latency::Latency;
 use tp3kv::sim::network::Settings;
 use tp3kv::sim::rng::Rng;
 use tp3kv::sim::run::{run, Experiment};
 use tp3kv::sim::stats::peak_rss;
-use tp3kv::sim::topology::Graph;
+use tp3kv::sim::topology::{Graph, Topology};
 
 const DEGREE: usize = 4;
 /// 1 + 4 + 4·3 + 4·3² + 4·3³: servents within four hops on a tree of degree 4.
@@ -133,6 +142,8 @@ fn main() -> ExitCode {
             rss as f64 / (1u64 << 30) as f64
         ));
     }
+    println!();
+    failed.extend(full_reach_cost((servents / 10).max(1000), queries));
     if failed.is_empty() {
         println!("sim: ok");
         ExitCode::SUCCESS
@@ -141,5 +152,81 @@ fn main() -> ExitCode {
             eprintln!("sim: FAILED: {f}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// Runs `queries` KEYREQs on each topology of `servents`, first copy wins and then
+/// with full reach, and prints what full reach adds; returns what failed.
+fn full_reach_cost(servents: usize, queries: usize) -> Vec<String> {
+    let latency: Latency = "exp:1ms".parse().expect("a latency");
+    println!(
+        "sim: what full reach costs, {servents} servents, {queries} key queries, TTL 3, \
+         latency exp:1ms"
+    );
+    println!(
+        "{:<22} {:>14} {:>14} {:>8} {:>14} {:>14} {:>8}",
+        "topology", "reach", "full reach", "more", "frames", "full reach", "extra"
+    );
+    let mut failed = Vec::new();
+    for spec in [
+        format!("regular:{servents}:{DEGREE}"),
+        format!("ba:{servents}:2"),
+        format!("ws:{servents}:6:0.1"),
+    ] {
+        let graph = match spec
+            .parse::<Topology>()
+            .and_then(|t| t.build(&mut Rng::new(1)))
+        {
+            Ok(graph) => graph,
+            Err(e) => {
+                failed.push(format!("{spec}: {e}"));
+                continue;
+            }
+        };
+        let summary = |full_reach: bool| {
+            let experiment = Experiment {
+                queries,
+                seed: 1,
+                settings: Settings {
+                    full_reach,
+                    latency,
+                    ..Settings::default()
+                },
+                ..Experiment::default()
+            };
+            run(&graph, &experiment).map(|r| r.summary)
+        };
+        let (plain, full) = match (summary(false), summary(true)) {
+            (Ok(plain), Ok(full)) => (plain, full),
+            (Err(e), _) | (_, Err(e)) => {
+                failed.push(format!("{spec}: {e}"));
+                continue;
+            }
+        };
+        println!(
+            "{spec:<22} {:>14.2} {:>14.2} {:>+7.1}% {:>14.1} {:>14.1} {:>+7.1}%",
+            plain.reached.mean,
+            full.reached.mean,
+            percent(full.reached.mean, plain.reached.mean),
+            plain.frames.mean,
+            full.frames.mean,
+            percent(full.frames.mean, plain.frames.mean),
+        );
+        if full.reached.mean < plain.reached.mean {
+            failed.push(format!(
+                "{spec}: full reach reached {:.2} servents on average, fewer than {:.2} without",
+                full.reached.mean, plain.reached.mean
+            ));
+        }
+    }
+    failed
+}
+
+/// How much more `with` is than `without`, in percent.
+fn percent(with: f64, without: f64) -> f64 {
+    if without == 0.0 {
+        0.0
+    } else {
+        100.0 * (with - without) / without
     }
 }

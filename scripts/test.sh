@@ -43,3 +43,4 @@ esac
 ./topologia2.sh
 cargo test
 cargo test --bench perf
+cargo test --bench sim
