@@ -10,9 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
-use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::sample::Index;
 
 use sim::{flood_seq, flood_ttl, Network, NodeId};
 use tp3kv::protocol::{Flood, Frame, Text, INITIAL_TTL};
@@ -300,43 +298,21 @@ struct Case {
 /// A connected graph of 2 to 30 nodes: a random spanning tree plus random extra edges,
 /// no loops, no parallel links; a delivery order; a TTL rule.
 fn case() -> impl Strategy<Value = Case> {
-    (2usize..=30)
-        .prop_flat_map(|count| {
-            (
-                Just(count),
-                vec(any::<Index>(), count - 1),
-                vec((any::<Index>(), any::<Index>()), 0..=2 * count),
-                vec(any::<bool>(), count),
-                0..count,
-                any::<u64>(),
-                prop_oneof![3 => Just(TtlRule::Seed), 1 => Just(TtlRule::Assignment2019)],
-                prop_oneof![3 => Just(INITIAL_TTL), 1 => 0u16..=6],
-            )
-        })
+    (
+        sim::connected_graph(30),
+        any::<u64>(),
+        prop_oneof![3 => Just(TtlRule::Seed), 1 => Just(TtlRule::Assignment2019)],
+        prop_oneof![3 => Just(INITIAL_TTL), 1 => 0u16..=6],
+    )
         .prop_map(
-            |(count, parents, extra, holders, start, seed, rule, initial_ttl)| {
-                let mut seen = HashSet::new();
-                let mut edges = Vec::new();
-                let mut add = |a: NodeId, b: NodeId| {
-                    if a != b && seen.insert((a.min(b), a.max(b))) {
-                        edges.push((a, b));
-                    }
-                };
-                for (i, parent) in parents.iter().enumerate() {
-                    add(parent.index(i + 1), i + 1);
-                }
-                for (a, b) in &extra {
-                    add(a.index(count), b.index(count));
-                }
-                Case {
-                    count,
-                    edges,
-                    holders,
-                    start,
-                    seed,
-                    rule,
-                    initial_ttl,
-                }
+            |((count, edges, holders, start), seed, rule, initial_ttl)| Case {
+                count,
+                edges,
+                holders,
+                start,
+                seed,
+                rule,
+                initial_ttl,
             },
         )
 }

@@ -990,39 +990,16 @@ struct GraphCase {
 /// A connected graph of 2 to 20 nodes: a random spanning tree plus random extra edges,
 /// no loops, no parallel links.
 fn graph_case() -> impl Strategy<Value = GraphCase> {
-    (2usize..=20)
-        .prop_flat_map(|count| {
-            (
-                Just(count),
-                vec(any::<Index>(), count - 1),
-                vec((any::<Index>(), any::<Index>()), 0..=2 * count),
-                vec(any::<bool>(), count),
-                0..count,
-                prop_oneof![1 => Just(None), 3 => any::<u64>().prop_map(Some)],
-            )
-        })
-        .prop_map(|(count, parents, extra, holders, start, shuffle)| {
-            let mut seen = HashSet::new();
-            let mut edges = Vec::new();
-            let mut add = |a: NodeId, b: NodeId| {
-                if a != b && seen.insert((a.min(b), a.max(b))) {
-                    edges.push((a, b));
-                }
-            };
-            for (i, parent) in parents.iter().enumerate() {
-                let node = i + 1;
-                add(parent.index(node), node);
-            }
-            for (a, b) in &extra {
-                add(a.index(count), b.index(count));
-            }
-            GraphCase {
-                count,
-                edges,
-                holders,
-                start,
-                shuffle,
-            }
+    (
+        sim::connected_graph(20),
+        prop_oneof![1 => Just(None), 3 => any::<u64>().prop_map(Some)],
+    )
+        .prop_map(|((count, edges, holders, start), shuffle)| GraphCase {
+            count,
+            edges,
+            holders,
+            start,
+            shuffle,
         })
 }
 

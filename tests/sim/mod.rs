@@ -360,3 +360,43 @@ impl Lcg {
         (self.next() % n as u64) as usize
     }
 }
+
+/// A connected graph as property tests draw it: 2 to `max_nodes` nodes, a random
+/// spanning tree plus up to twice as many random extra edges, no self loops, no
+/// parallel links. Gives the node count, the edges, which nodes hold the key, and
+/// the node the client asks.
+pub fn connected_graph(
+    max_nodes: usize,
+) -> impl proptest::strategy::Strategy<Value = (usize, Vec<(NodeId, NodeId)>, Vec<bool>, NodeId)> {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    (2usize..=max_nodes)
+        .prop_flat_map(|count| {
+            (
+                Just(count),
+                vec(any::<Index>(), count - 1),
+                vec((any::<Index>(), any::<Index>()), 0..=2 * count),
+                vec(any::<bool>(), count),
+                0..count,
+            )
+        })
+        .prop_map(|(count, parents, extra, holders, start)| {
+            let mut seen = HashSet::new();
+            let mut edges = Vec::new();
+            let mut add = |a: NodeId, b: NodeId| {
+                if a != b && seen.insert((a.min(b), a.max(b))) {
+                    edges.push((a, b));
+                }
+            };
+            // Node i + 1 hangs from a node before it: the graph is connected.
+            for (i, parent) in parents.iter().enumerate() {
+                let node = i + 1;
+                add(parent.index(node), node);
+            }
+            for (a, b) in &extra {
+                add(a.index(count), b.index(count));
+            }
+            (count, edges, holders, start)
+        })
+}
