@@ -70,8 +70,8 @@ struct Args {
     ttl_rule: TtlRuleArg,
     /// Pass a query on again when a later copy of it comes with more TTL than any
     /// before it (never answering it twice), so it reaches every servent within the
-    /// TTL's hops whatever order copies arrive in. Off by default: the seed passes each query
-    /// on once. No frame differs; servents with and without it interoperate.
+    /// TTL's hops whatever order copies arrive in. Off by default: the seed passes each
+    /// query on once. No frame differs; servents with and without it interoperate.
     #[arg(long)]
     full_reach: bool,
     /// Seconds a handled query is remembered, to drop its later copies.

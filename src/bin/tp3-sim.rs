@@ -46,8 +46,9 @@ ttl-spent: copies handled but not passed on; last-ms (mean, p99): time from
 the request to the last answer, over the answered queries.
 
 CSV (--csv FILE) columns: topology,servents,ttl,rule,full_reach,query,origin,reached,
-answers,frames,duplicates,reforwarded,ttl_spent,last_answer_ms: a row per query (query = its sequence
-number), then for each run the rows mean, p50, p90, p99 and max in the query column.
+answers,frames,duplicates,reforwarded,ttl_spent,last_answer_ms: a row per query (query =
+its sequence number), then for each run the rows mean, p50, p90, p99 and max in the query
+column.
 
 Examples:
   tp3-sim --topology regular:1000000:4 --queries 1000 --ttl 3

@@ -60,9 +60,9 @@ impl Hash for QueryId {
 /// - `ring`, the entries in insertion order: a circular buffer of 16-byte entries,
 ///   each the id's three fields (address 4 bytes, sequence number 4, port 2), the
 ///   expiry tick (4) and the best TTL a copy of the query came with (1), one byte of
-///   padding left (see [`SeenCache::insert_ttl`]). The oldest is at `head`; it is the first evicted when the cache is
-///   full and, since insertions come with a clock that never goes back, the first to
-///   expire.
+///   padding left (see [`SeenCache::insert_ttl`]). The oldest is at `head`; it is the
+///   first evicted when the cache is full and, since insertions come with a clock that
+///   never goes back, the first to expire.
 /// - `slots`, an open-addressing index over the ring: linear probing, a power-of-two
 ///   number of slots at least twice the ring's, so it is never more than half full.
 ///   A slot is 8 bytes: 32 bits of the id's hash (which place it, and filter probes)
