@@ -145,8 +145,9 @@ struct Neighbour {
     /// warning per outage, and the link that ends it says so.
     unreachable_since: Option<Instant>,
     /// When its current link came up: the back-off starts again from `redial_min` only
-    /// after a link that lasted (`dial::LASTING_LINK`), so a neighbour that accepts and closes at once is
-    /// re-dialled (and logged) ever more slowly, not ten times a second.
+    /// after a link that lasted (`dial::LASTING_LINK`), so a neighbour that accepts and
+    /// closes at once is re-dialled (and logged) ever more slowly, not ten times a
+    /// second.
     linked_at: Option<Instant>,
     /// Whether its last link lasted less than `dial::LASTING_LINK` (it hangs up, or is
     /// not a servent): its next link coming up is a debug line, not one a re-dial.

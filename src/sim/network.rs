@@ -8,9 +8,9 @@
 //! themselves, the graph, and 4 bytes each here.
 //!
 //! Frames in flight are ordered by (delivery time, sequence number) in a binary heap:
-//! the earliest first, and among equal times the first sent. A frame on a directed link is never
-//! delivered before one sent earlier on it (links are TCP connections), whatever
-//! latency is drawn for it.
+//! the earliest first, and among equal times the first sent. A frame on a directed
+//! link is never delivered before one sent earlier on it (links are TCP connections),
+//! whatever latency is drawn for it.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
