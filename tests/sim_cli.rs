@@ -147,3 +147,22 @@ fn a_row_per_topology_ttl_and_rule_and_the_csv_and_svg_files() {
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(svg.contains("<svg") && svg.contains("ring:8 2019"));
 }
+
+#[test]
+fn an_unwritable_csv_or_svg_is_a_runtime_error_before_any_run() {
+    let dir = TempDir::new("unwritable");
+    let missing = dir.0.join("no-such-dir");
+    for flag in ["--csv", "--svg"] {
+        let path = missing.join("out");
+        let path = path.to_str().unwrap();
+        let out = sim(&[flag, path, "--topology", "ring:5", "--queries", "3"]);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        assert_eq!(
+            text(&out.stderr),
+            format!("tp3-sim: error: cannot write {path}: no such file or directory\n"),
+            "{flag}"
+        );
+        // Nothing was run: no table on stdout.
+        assert!(text(&out.stdout).is_empty(), "{flag}");
+    }
+}

@@ -6,13 +6,12 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
-use tp3kv::cli;
 use tp3kv::servent::TtlRule;
 use tp3kv::sim::latency::Latency;
 use tp3kv::sim::network::{QueryKind, Settings};
@@ -22,6 +21,7 @@ use tp3kv::sim::rng::Rng;
 use tp3kv::sim::run::{run, Experiment};
 use tp3kv::sim::stats::peak_rss;
 use tp3kv::sim::topology::Topology;
+use tp3kv::{cli, os_error};
 
 const BIN: &str = "tp3-sim";
 /// The highest `--ttl`: a topology query's info is full long before.
@@ -191,14 +191,17 @@ fn simulate(args: &Args) -> Result<()> {
     };
     let mut csv = match &args.csv {
         Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            let file = File::create(path).map_err(cannot_write(path))?;
             let mut out = BufWriter::new(file);
-            writeln!(out, "{CSV_HEADER}")?;
+            writeln!(out, "{CSV_HEADER}").map_err(cannot_write(path))?;
             Some((path, out))
         }
         None => None,
     };
+    if let Some(path) = &args.svg {
+        // Found unwritable now, not after the runs it would have plotted.
+        File::create(path).map_err(cannot_write(path))?;
+    }
     let mut stdout = io::stdout().lock();
     // Printed with the first row: a topology that cannot be built leaves only its error.
     let mut header = Some(format!(
@@ -265,8 +268,7 @@ fn simulate(args: &Args) -> Result<()> {
                     writeln!(stdout, "{}", report::table_row(&row))?;
                     stdout.flush()?;
                     if let Some((path, out)) = csv.as_mut() {
-                        report::write_csv(out, &row)
-                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        report::write_csv(out, &row).map_err(cannot_write(path))?;
                     }
                     // The per-query outcomes are in the CSV now; the charts need the
                     // aggregates only.
@@ -282,8 +284,7 @@ fn simulate(args: &Args) -> Result<()> {
         }
     }
     if let Some((path, mut out)) = csv {
-        out.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        out.flush().map_err(cannot_write(path))?;
     }
     if let Some(path) = &args.svg {
         plot::write_svg(path, &report::charts(&rows))?;
@@ -299,4 +300,9 @@ fn simulate(args: &Args) -> Result<()> {
         queries.as_secs_f64()
     )?;
     Ok(())
+}
+
+/// The error for a file that cannot be written, in plain words.
+fn cannot_write(path: &Path) -> impl Fn(io::Error) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("cannot write {}: {}", path.display(), os_error::plain(&e))
 }
