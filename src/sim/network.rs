@@ -40,7 +40,7 @@ const CLIENT_PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 0, 1
 /// Client links are numbered from here (neighbour links are `0..degree`).
 const CLIENT_LINKS: LinkId = 1 << 32;
 /// One address each in 10.0.0.0/8, skipping 10.0.0.0.
-pub const MAX_SERVENTS: usize = (1 << 24) - 1;
+pub const MAX_SERVENTS: usize = super::topology::MAX_NODES;
 
 /// How the servents behave, and how long frames take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

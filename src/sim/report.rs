@@ -213,7 +213,8 @@ mod tests {
                 origin: 4,
                 reached: 5,
                 answers: 1,
-                frames: 4,
+                frames: 6,
+                reforwarded: 2,
                 last_answer: Some(1_500_000),
                 ..QueryOutcome::default()
             },
@@ -253,10 +254,10 @@ mod tests {
             lines.iter().all(|l| l.split(',').count() == columns),
             "{text}"
         );
-        assert_eq!(lines[0], "line:6,6,3,seed,false,1,4,5,1,4,0,0,1.5");
-        assert_eq!(lines[1], "line:6,6,3,seed,false,2,0,3,0,2,0,0,");
-        assert_eq!(lines[2], "line:6,6,3,seed,false,mean,,4,0.5,3,0,0,1.5");
-        assert!(lines[6].starts_with("line:6,6,3,seed,false,max,,5,1,4,"));
+        assert_eq!(lines[0], "line:6,6,3,seed,false,1,4,5,1,6,0,2,0,1.5");
+        assert_eq!(lines[1], "line:6,6,3,seed,false,2,0,3,0,2,0,0,0,");
+        assert_eq!(lines[2], "line:6,6,3,seed,false,mean,,4,0.5,4,0,1,0,1.5");
+        assert!(lines[6].starts_with("line:6,6,3,seed,false,max,,5,1,6,0,2,"));
         assert_eq!(csv_field("file:a,b"), "\"file:a,b\"");
     }
 

@@ -25,6 +25,20 @@ pub type Node = u32;
 /// Distance of a node no path reaches, in [`Graph::distances`].
 pub const UNREACHABLE: u32 = u32::MAX;
 
+/// The most nodes a graph may have: the simulator gives each servent an address of
+/// its own in 10.0.0.0/8 (see `sim::network`). Checked before anything is allocated,
+/// so a spec or a file naming a node in the billions is an error, not an exhausted
+/// machine.
+pub const MAX_NODES: usize = (1 << 24) - 1;
+
+/// An error unless `n` nodes is at most [`MAX_NODES`].
+pub(super) fn check_nodes(n: usize) -> Result<(), TopologyError> {
+    if n > MAX_NODES {
+        return Err(TopologyError(format!("{n} nodes: at most {MAX_NODES}")));
+    }
+    Ok(())
+}
+
 /// Why a graph could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyError(pub String);
@@ -61,9 +75,7 @@ impl Graph {
     /// The graph on `n` nodes with these edges. Self loops and repeated edges (in
     /// either direction) are errors, as is a node out of range.
     pub fn from_edges(n: usize, edges: &[(Node, Node)]) -> Result<Graph, TopologyError> {
-        if n > Node::MAX as usize {
-            return Err(TopologyError(format!("{n} nodes: at most {}", Node::MAX)));
-        }
+        check_nodes(n)?;
         let mut degree = vec![0u64; n];
         for &(a, b) in edges {
             for x in [a, b] {
@@ -109,6 +121,7 @@ impl Graph {
 
     /// `0 - 1 - ... - (n-1)`.
     pub fn line(n: usize) -> Result<Graph, TopologyError> {
+        check_nodes(n)?;
         let edges: Vec<(Node, Node)> = (1..n as Node).map(|i| (i - 1, i)).collect();
         Graph::from_edges(n, &edges)
     }
@@ -120,6 +133,7 @@ impl Graph {
                 "a ring needs 3 nodes or more, not {n}"
             )));
         }
+        check_nodes(n)?;
         let mut edges: Vec<(Node, Node)> = (1..n as Node).map(|i| (i - 1, i)).collect();
         edges.push((n as Node - 1, 0));
         Graph::from_edges(n, &edges)

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::{Graph, Node, TopologyError};
+use super::{Graph, Node, TopologyError, MAX_NODES};
 
-/// The largest node number a file may use: node count = number + 1 must fit a [`Node`].
-const MAX_NODE: u64 = Node::MAX as u64 - 1;
+/// The largest node number a file may use: node count = number + 1.
+const MAX_NODE: u64 = MAX_NODES as u64 - 1;
 
 impl Graph {
     /// The graph of an edge list: one edge a line, two node numbers (0 and up)
@@ -136,7 +136,7 @@ mod tests {
     fn errors_name_the_line_and_what_is_wrong() {
         assert_eq!(
             error("0 1\n1 2\n1 x\n"),
-            "line 3: \"1 x\": \"x\" is not a node number (0 to 4294967294)"
+            "line 3: \"1 x\": \"x\" is not a node number (0 to 16777214)"
         );
         assert_eq!(
             error("0 1 2\n"),
@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(error("0\n"), "line 1: \"0\": expected two node numbers");
         assert_eq!(
             error("0 -1\n"),
-            "line 1: \"0 -1\": \"-1\" is not a node number (0 to 4294967294)"
+            "line 1: \"0 -1\": \"-1\" is not a node number (0 to 16777214)"
         );
         assert_eq!(error("0 1\n2 2\n"), "line 2: \"2 2\": a self loop");
         assert_eq!(
@@ -162,7 +162,7 @@ mod tests {
         );
         assert_eq!(
             error("# nodes x\n"),
-            "line 1: \"# nodes x\": not a node count (0 to 4294967295)"
+            "line 1: \"# nodes x\": not a node count (0 to 16777215)"
         );
         assert_eq!(
             error("# nodes 3\n# nodes 4\n"),

@@ -5,18 +5,11 @@
 //! edges, so a million nodes take a second or so; each checks its parameters with a
 //! `check_*` function that [`super::Topology`]'s parser shares.
 
-use super::{Graph, Node, TopologyError};
+use super::{check_nodes, Graph, Node, TopologyError};
 use crate::sim::rng::Rng;
 
 fn err(text: String) -> Result<(), TopologyError> {
     Err(TopologyError(text))
-}
-
-fn check_nodes(n: usize) -> Result<(), TopologyError> {
-    if n > Node::MAX as usize {
-        return err(format!("{n} nodes: at most {}", Node::MAX));
-    }
-    Ok(())
 }
 
 pub(super) fn check_grid(w: usize, h: usize, torus: bool) -> Result<(), TopologyError> {

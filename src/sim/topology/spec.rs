@@ -9,7 +9,7 @@ use std::str::FromStr;
 use super::generators::{
     check_barabasi_albert, check_erdos_renyi, check_grid, check_regular, check_watts_strogatz,
 };
-use super::{Graph, TopologyError};
+use super::{check_nodes, Graph, TopologyError};
 use crate::sim::rng::Rng;
 
 /// The accepted forms, for error messages.
@@ -83,11 +83,12 @@ impl Topology {
     fn check(&self) -> Result<(), TopologyError> {
         match *self {
             Topology::Line(0) => Err(TopologyError("a line needs 1 node or more".into())),
-            Topology::Line(_) | Topology::File(_) => Ok(()),
+            Topology::Line(n) => check_nodes(n),
+            Topology::File(_) => Ok(()),
             Topology::Ring(n) if n < 3 => Err(TopologyError(format!(
                 "a ring needs 3 nodes or more, not {n}"
             ))),
-            Topology::Ring(_) => Ok(()),
+            Topology::Ring(n) => check_nodes(n),
             Topology::Grid { w, h } => check_grid(w, h, false),
             Topology::Torus { w, h } => check_grid(w, h, true),
             Topology::Regular { n, degree } => check_regular(n, degree),
@@ -194,6 +195,7 @@ impl fmt::Display for Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::topology::MAX_NODES;
 
     #[test]
     fn specs_parse_and_print_back() {
@@ -260,6 +262,33 @@ mod tests {
         assert!(error("line:0").contains("1 node or more"));
         assert!(error("ba:5:5").contains("edges per node"));
         assert!(error("er:5:7").contains("expected 0 to 4"));
+    }
+
+    #[test]
+    fn sizes_past_the_simulator_s_limit_are_refused_before_anything_is_built() {
+        let error = |spec: &str| spec.parse::<Topology>().unwrap_err().to_string();
+        let too_many = MAX_NODES + 1;
+        for spec in [
+            format!("line:{too_many}"),
+            format!("ring:{too_many}"),
+            format!("regular:{too_many}:4"),
+            format!("er:{too_many}:4"),
+            format!("ba:{too_many}:2"),
+            format!("ws:{too_many}:4:0.1"),
+            "grid:4097x4096".to_string(),
+            "line:4000000000".to_string(),
+        ] {
+            assert!(error(&spec).contains("at most 16777215"), "{spec}");
+        }
+        assert!(format!("line:{MAX_NODES}").parse::<Topology>().is_ok());
+        let file = Graph::from_edge_list("0 4294967294\n")
+            .unwrap_err()
+            .to_string();
+        assert!(file.contains("not a node number (0 to 16777214)"), "{file}");
+        let file = Graph::from_edge_list("# nodes 16777216\n0 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(file.contains("not a node count (0 to 16777215)"), "{file}");
     }
 
     #[test]
