@@ -87,6 +87,29 @@ fn an_origin_beyond_the_graph_is_a_usage_error() {
     let row = row.lines().find(|l| l.starts_with("line:9")).unwrap();
     let reach: Vec<&str> = row.split('|').nth(1).unwrap().split_whitespace().collect();
     assert_eq!(reach, ["5.00", "5", "5", "5", "5"], "{row}");
+    // Found on the second graph: the first's rows are kept in the CSV.
+    let dir = TempDir::new("origin");
+    let csv = dir.0.join("runs.csv");
+    let args = [
+        "--topology",
+        "ring:20",
+        "--topology",
+        "ring:5",
+        "--origin",
+        "10",
+    ];
+    let out = sim(&[
+        &args[..],
+        &["--queries", "3", "--csv", csv.to_str().unwrap()],
+    ]
+    .concat());
+    assert_eq!(out.status.code(), Some(2));
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(written.lines().count(), 1 + 3 + 5, "{written}");
+    assert!(
+        written.lines().skip(1).all(|l| l.starts_with("ring:20,")),
+        "{written}"
+    );
 }
 
 #[test]

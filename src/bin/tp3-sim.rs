@@ -224,7 +224,11 @@ fn simulate(args: &Args) -> Result<()> {
             .with_context(|| format!("cannot build {topology}"))?;
         graphs += started.elapsed();
         if let Some(origin) = args.origin.filter(|&o| o as usize >= graph.len()) {
-            // Wrong on the command line, though only the graph can tell.
+            // Wrong on the command line, though only the graph can tell. The runs of
+            // the topologies before this one stay in the CSV.
+            if let Some((path, out)) = csv.as_mut() {
+                out.flush().map_err(cannot_write(path))?;
+            }
             cli::fail(
                 BIN,
                 cli::USAGE_ERROR,

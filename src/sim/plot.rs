@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 /// One chart's size in the file, in pixels.
@@ -19,12 +20,32 @@ const PANEL: (u32, u32) = (640, 480);
 /// Charts a row holds before the next row starts.
 const COLUMNS: usize = 2;
 
-/// One line: its legend label and its points, in x order.
+/// One line: its legend label and its points, in x order. Lines of one `colour` are
+/// variants of one thing (a topology with and without full reach): the same colour,
+/// one solid, the other `dashed` with hollow markers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    /// An index into the palette.
+    pub colour: usize,
+    pub dashed: bool,
 }
+
+/// Strong colours that read on white, the most different first.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+/// A dashed line's dash and gap, in pixels.
+const DASH: (u32, u32) = (7, 4);
 
 /// One chart of lines sharing axes. `log_y`: a logarithmic y axis (messages per query
 /// grow exponentially with the TTL); points with y ≤ 0 cannot be shown on it and are
@@ -156,15 +177,35 @@ fn draw_chart(area: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> Result<()
                 .light_line_style(BLACK.mix(0.03))
                 .draw()
                 .map_err(draw_error)?;
-            for (i, series) in chart.series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                let line = series.points.iter().copied().filter(|p| shown(chart, p));
-                plot.draw_series(LineSeries::new(line, color.stroke_width(2)).point_size(3))
-                    .map_err(draw_error)?
-                    .label(series.label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
+            for series in &chart.series {
+                let colour = PALETTE[series.colour % PALETTE.len()];
+                let style = colour.stroke_width(2);
+                let line: Vec<(f64, f64)> = series
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| shown(chart, p))
+                    .collect();
+                if series.dashed {
+                    plot.draw_series(DashedLineSeries::new(line.clone(), DASH.0, DASH.1, style))
+                        .map_err(draw_error)?
+                        .label(series.label.as_str())
+                        .legend(move |(x, y)| {
+                            DashedPathElement::new(vec![(x, y), (x + 20, y)], DASH.0, DASH.1, style)
+                        });
+                } else {
+                    plot.draw_series(LineSeries::new(line.clone(), style))
+                        .map_err(draw_error)?
+                        .label(series.label.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                }
+                let marker = if series.dashed {
+                    style
+                } else {
+                    colour.filled()
+                };
+                plot.draw_series(line.iter().map(|&p| Circle::new(p, 3, marker)))
+                    .map_err(draw_error)?;
             }
             if with_labels {
                 plot.configure_series_labels()
@@ -267,23 +308,28 @@ mod tests {
                 Series {
                     label: "regular:1000:4".into(),
                     points: vec![(1.0, 4.0), (2.0, 16.0), (3.0, 52.0), (4.0, 160.0)],
+                    colour: 0,
+                    dashed: false,
                 },
                 Series {
-                    label: "ba:1000:2 full reach".into(),
+                    label: "regular:1000:4 full reach".into(),
                     points: vec![(1.0, 0.0), (2.0, 30.0), (3.0, 400.0), (4.0, 3000.0)],
+                    colour: 0,
+                    dashed: true,
                 },
             ],
         }
     }
 
-    /// Polylines of more than two points: the series' lines.
+    /// Polylines of more than three points: the solid series' lines (the test's have
+    /// four; a dash that turns a corner has three).
     fn series_lines(svg: &str) -> usize {
         svg.lines()
             .filter(|l| l.contains("<polyline"))
             .filter(|l| {
                 l.split("points=\"")
                     .nth(1)
-                    .is_some_and(|p| p.split(' ').filter(|c| c.contains(',')).count() > 2)
+                    .is_some_and(|p| p.split(' ').filter(|c| c.contains(',')).count() > 3)
             })
             .count()
     }
@@ -304,12 +350,21 @@ mod tests {
             "TTL",
             "frames sent",
             "regular:1000:4",
-            "ba:1000:2 full reach",
+            "regular:1000:4 full reach",
         ] {
             assert!(svg.contains(text), "no {text:?} in the SVG");
         }
-        // Two series on each of two charts (the axes' and legends' lines are 2 points).
-        assert_eq!(series_lines(&svg), 4, "{svg}");
+        // One solid series on each of two charts (the axes' and legends' lines are 2
+        // points); the other, dashed, is drawn in dashes of its colour, the first's.
+        assert_eq!(series_lines(&svg), 2, "{svg}");
+        let in_colour = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains("stroke=\"#1F77B4\""))
+            .count();
+        assert!(
+            in_colour > 2 + 20,
+            "{in_colour} polylines in the first colour"
+        );
         // Markers: a circle per point shown (the log chart leaves out y = 0).
         assert_eq!(svg.matches("<circle").count(), 8 + 7);
     }

@@ -90,6 +90,17 @@ pub fn table_row(row: &Row) -> String {
     )
 }
 
+/// A CSV number: at most six decimals (a nanosecond, in milliseconds), without the
+/// float noise `{}` would print (`1.3750209999999998`) or trailing zeros.
+fn decimal(x: f64) -> String {
+    let text = format!("{x:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    match text {
+        "-0" => "0".to_string(),
+        _ => text.to_string(),
+    }
+}
+
 /// The CSV columns. `query` is the query's sequence number on a query's row, or the
 /// aggregate's name (`mean`, `p50`, `p90`, `p99`, `max`) on the rows after a run's
 /// queries; `origin` is empty on those. `last_answer_ms` is empty for a query with no
@@ -110,7 +121,7 @@ pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
     for q in &row.result.outcomes {
         let last = q
             .last_answer
-            .map(|ns| format!("{}", ns as f64 / 1e6))
+            .map(|ns| decimal(ns as f64 / 1e6))
             .unwrap_or_default();
         writeln!(
             out,
@@ -142,7 +153,7 @@ pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
                 if m.count == 0 {
                     String::new()
                 } else {
-                    format!("{}", m.values()[i])
+                    decimal(m.values()[i])
                 }
             })
             .collect();
@@ -165,15 +176,24 @@ fn csv_field(text: &str) -> String {
 pub fn charts(rows: &[Row]) -> Vec<Chart> {
     let mut reach: Vec<Series> = Vec::new();
     let mut frames: Vec<Series> = Vec::new();
+    // A colour per topology and TTL rule, in order of appearance; full reach dashed.
+    let mut colours: Vec<(&str, TtlRule)> = Vec::new();
     for row in rows {
         let label = format!("{} {}", row.topology, row.rule_name());
         let at = match reach.iter().position(|s| s.label == label) {
             Some(at) => at,
             None => {
+                let group = (row.topology.as_str(), row.rule);
+                let colour = colours.iter().position(|&c| c == group).unwrap_or_else(|| {
+                    colours.push(group);
+                    colours.len() - 1
+                });
                 for lines in [&mut reach, &mut frames] {
                     lines.push(Series {
                         label: label.clone(),
                         points: Vec::new(),
+                        colour,
+                        dashed: row.full_reach,
                     });
                 }
                 reach.len() - 1
@@ -259,6 +279,10 @@ mod tests {
         assert_eq!(lines[2], "line:6,6,3,seed,false,mean,,4,0.5,4,0,1,0,1.5");
         assert!(lines[6].starts_with("line:6,6,3,seed,false,max,,5,1,6,0,2,"));
         assert_eq!(csv_field("file:a,b"), "\"file:a,b\"");
+        assert_eq!(decimal(1.3750209999999998), "1.375021");
+        assert_eq!(decimal(160.0), "160");
+        assert_eq!(decimal(0.5), "0.5");
+        assert_eq!(decimal(0.0), "0");
     }
 
     #[test]
@@ -278,5 +302,8 @@ mod tests {
         assert_eq!(reach[0].label, "line:6 seed");
         assert_eq!(reach[0].points, vec![(2.0, 4.0), (4.0, 4.0)]);
         assert_eq!(reach[1].label, "line:6 seed+full");
+        // One colour for the topology and rule; full reach dashed.
+        assert_eq!((reach[0].colour, reach[0].dashed), (0, false));
+        assert_eq!((reach[1].colour, reach[1].dashed), (0, true));
     }
 }
