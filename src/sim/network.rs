@@ -145,7 +145,9 @@ pub struct Network<'g> {
     /// Latency draws only: the same seed gives the same races.
     rng: Rng,
     base: Instant,
-    /// Nanoseconds since `base`.
+    /// Nanoseconds since `base`: 584 years fit. Delivery times add with saturation,
+    /// so a run long enough to reach the end of that time stays there (its frames
+    /// then go in send order) rather than wrapping around to the start.
     clock: u64,
     queue: BinaryHeap<Due>,
     /// The frames in flight, by slot; `free` lists the empty slots.
@@ -369,7 +371,7 @@ impl<'g> Network<'g> {
                         outcome.misdirected += 1;
                     }
                     // A new connection straight to the client: one more latency.
-                    let at = time + self.latency.draw(&mut self.rng);
+                    let at = time.saturating_add(self.latency.draw(&mut self.rng));
                     outcome.last_answer = outcome.last_answer.max(Some(at));
                     if let (Some(detail), Frame::Resp { value, .. }) = (self.detail.as_mut(), frame)
                     {
@@ -418,7 +420,7 @@ impl<'g> Network<'g> {
             let slot = last_on_link
                 .entry(link << 32 | u64::from(node))
                 .or_insert(0);
-            let at = (time + latency.draw(rng)).max(*slot);
+            let at = time.saturating_add(latency.draw(rng)).max(*slot);
             *slot = at;
             *sent += 1;
             outcome.frames += 1;
