@@ -329,10 +329,24 @@ impl SeenCache {
         self.expire_tick(tick);
     }
 
+    /// An expiry of `u32::MAX` is never reached: the tick saturates there 13.6 years
+    /// after the cache's first use, and from then on ids leave only by capacity,
+    /// oldest first, rather than all at once on every insertion.
     fn expire_tick(&mut self, now: u32) {
-        while self.len > 0 && self.ring[self.head].expiry <= now {
+        while self.len > 0 {
+            let expiry = self.ring[self.head].expiry;
+            if expiry > now || expiry == u32::MAX {
+                break;
+            }
             self.pop_oldest();
         }
+    }
+
+    /// Forgets every id. Kept allocations stay, for the next ids.
+    pub fn clear(&mut self) {
+        self.slots.fill(EMPTY);
+        self.head = 0;
+        self.len = 0;
     }
 
     fn hash(&self, id: &QueryId) -> u32 {
@@ -483,6 +497,43 @@ mod tests {
     }
 
     #[test]
+    fn past_the_clock_s_13_years_ids_leave_by_capacity_not_all_at_once() {
+        let start = Instant::now();
+        let years = |y: u64| start + Duration::from_secs(y * 365 * 24 * 3600);
+        let mut seen = SeenCache::new(Duration::from_secs(60), 2);
+        assert!(seen.insert(id(0), start));
+        assert!(seen.insert(id(1), years(14)));
+        // The tick is saturated: the id stays, however much later.
+        assert!(!seen.insert(id(1), years(14) + Duration::from_secs(1)));
+        assert!(!seen.insert(id(1), years(20)));
+        assert!(
+            !seen.contains(&id(0)),
+            "expired by time, before the saturation"
+        );
+        assert!(seen.insert(id(2), years(20)));
+        assert!(seen.insert(id(3), years(20)));
+        assert!(!seen.contains(&id(1)), "evicted by capacity, oldest first");
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn clear_forgets_every_id() {
+        let start = Instant::now();
+        let mut seen = SeenCache::new(Duration::from_secs(60), 100);
+        for seq in 0..40 {
+            assert!(seen.insert(id(seq), start));
+        }
+        seen.clear();
+        assert!(seen.is_empty());
+        assert!(!seen.contains(&id(7)));
+        for seq in 0..40 {
+            assert!(seen.insert(id(seq), start), "{seq}");
+        }
+        assert!(!seen.insert(id(7), start));
+        assert_eq!(seen.len(), 40);
+    }
+
+    #[test]
     fn short_lifetimes_still_expire() {
         let start = Instant::now();
         let mut seen = SeenCache::new(Duration::from_millis(1), 100);
@@ -618,7 +669,8 @@ mod tests {
 
         fn expire(&mut self, now: Instant) {
             let now = self.tick(now);
-            while matches!(self.queue.front(), Some((expiry, _)) if *expiry <= now) {
+            while matches!(self.queue.front(), Some((expiry, _)) if *expiry <= now && *expiry < u32::MAX)
+            {
                 self.pop_oldest();
             }
         }
