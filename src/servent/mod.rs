@@ -464,6 +464,13 @@ impl Servent {
         self.seen.len()
     }
 
+    /// Forgets every query seen, as if their lifetimes were over: for `tp3-sim`, whose
+    /// queries are far apart (each is flooded until nothing is in flight) however long
+    /// a simulated link takes.
+    pub fn forget_seen(&mut self) {
+        self.seen.clear();
+    }
+
     /// A client's request as the flood it starts: the initial TTL, and the client's
     /// reply address as the network can reach it.
     fn client_query(

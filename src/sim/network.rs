@@ -160,6 +160,8 @@ pub struct Network<'g> {
     last_on_link: IdMap<u64, u64>,
     /// The last query each servent handled a copy of (0: none).
     mark: Vec<u32>,
+    /// The servents the query under way reached: they forget it when it is over.
+    reached: Vec<Node>,
     queries: u32,
     trace: Option<Vec<Delivery>>,
     detail: Option<Detail>,
@@ -184,6 +186,9 @@ impl<'g> Network<'g> {
             ttl_rule: settings.ttl_rule,
             full_reach: settings.full_reach,
             initial_ttl: settings.ttl,
+            // However long a query is in flight, its copies are known for what they
+            // are; each servent forgets it once it is over (see `query`).
+            seen_lifetime: Duration::MAX,
             ..Config::default()
         };
         let mut holds = vec![false; n];
@@ -212,6 +217,7 @@ impl<'g> Network<'g> {
             sent: 0,
             last_on_link: IdMap::default(),
             mark: vec![0; n],
+            reached: Vec::new(),
             queries: 0,
             trace: None,
             detail: None,
@@ -324,6 +330,12 @@ impl<'g> Network<'g> {
         }
         self.servents[origin as usize].handle_link_down(link);
         self.last_on_link.clear();
+        // Queries are far apart: none is remembered by the next. (Servents keep ids
+        // without a time limit here, since a query over links of up to an hour a hop
+        // can outlast the daemon's minute.)
+        for node in self.reached.drain(..) {
+            self.servents[node as usize].forget_seen();
+        }
         outcome.last_answer = outcome.last_answer.map(|t| t - start);
         outcome
     }
@@ -350,6 +362,7 @@ impl<'g> Network<'g> {
         let i = node as usize;
         if self.mark[i] != self.queries {
             self.mark[i] = self.queries;
+            self.reached.push(node);
             outcome.reached += 1;
             if let Some(detail) = self.detail.as_mut() {
                 detail.reached.push(node);
