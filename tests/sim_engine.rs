@@ -263,3 +263,31 @@ fn with_full_reach_every_servent_within_the_hops_is_reached_whatever_the_latenci
         }
     }
 }
+
+#[test]
+fn links_slower_than_the_daemon_s_seen_minute_still_make_duplicates() {
+    // A copy an hour late is still a copy: answered once, dropped as a duplicate.
+    let torus = Graph::torus(10, 10).unwrap();
+    let s = Settings {
+        latency: "3600s".parse().unwrap(),
+        ..Settings::default()
+    };
+    let mut net = Network::new(&torus, &[], &s, 1).unwrap();
+    for _ in 0..3 {
+        let o = net.query(0, QueryKind::Topology);
+        assert_eq!(o.answers, o.reached, "{o:?}");
+        assert_eq!(o.frames, o.reached - 1 + o.duplicates, "{o:?}");
+    }
+    // Queries do not remember each other, whatever the clock says between them.
+    let ring = Graph::ring(3).unwrap();
+    let s = Settings {
+        ttl: 1,
+        latency: "50s".parse().unwrap(),
+        ..Settings::default()
+    };
+    let mut net = Network::new(&ring, &[], &s, 1).unwrap();
+    for _ in 0..1000 {
+        let o = net.query(0, QueryKind::Topology);
+        assert_eq!((o.reached, o.answers, o.duplicates), (3, 3, 2), "{o:?}");
+    }
+}
