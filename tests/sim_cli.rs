@@ -189,3 +189,67 @@ fn an_unwritable_csv_or_svg_is_a_runtime_error_before_any_run() {
         assert!(text(&out.stdout).is_empty(), "{flag}");
     }
 }
+
+#[test]
+fn a_network_too_big_for_free_memory_is_refused_before_it_is_built() {
+    // 16 million servents need about 24 GiB: more than this machine has free.
+    let free_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0);
+    if free_kib == 0 || free_kib > 23 << 20 {
+        eprintln!("SKIPPED: this machine has room for 16 million simulated servents");
+        return;
+    }
+    let out = sim(&["--topology", "regular:16000000:3", "--queries", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("tp3-sim: error: cannot simulate regular:16000000:3: 16000000 servents need about 23.8 GiB"),
+        "{err}"
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(TP3_SIM)
+        .args(["--topology", "ring:10", "--ttl", "0..100", "--queries", "1"])
+        .args(["--full-reach", "both", "--ttl-rule", "both"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read nothing: close the pipe at once, as `| head -0` would. The 404 rows (75
+    // KB) are more than a pipe holds, so a write fails whatever the timing.
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn an_empty_graph_is_a_runtime_error_even_with_an_origin() {
+    let dir = TempDir::new("empty");
+    let file = dir.0.join("empty.txt");
+    std::fs::write(&file, "# nodes 0\n").unwrap();
+    let spec = format!("file:{}", file.display());
+    let out = sim(&["--topology", &spec, "--origin", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("tp3-sim: error: cannot simulate {spec}: a network needs at least one servent\n")
+    );
+}

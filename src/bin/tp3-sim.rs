@@ -19,7 +19,7 @@ use tp3kv::sim::plot;
 use tp3kv::sim::report::{self, Row, CSV_HEADER};
 use tp3kv::sim::rng::Rng;
 use tp3kv::sim::run::{run, Experiment};
-use tp3kv::sim::stats::peak_rss;
+use tp3kv::sim::stats::{available_memory, peak_rss, BYTES_PER_SERVENT};
 use tp3kv::sim::topology::Topology;
 use tp3kv::{cli, os_error};
 
@@ -170,6 +170,15 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 fn main() {
     let args: Args = cli::parse(BIN);
     if let Err(e) = simulate(&args) {
+        // A bare I/O error is stdout's (files' errors name their file).
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                // Whoever read the table went away (`tp3-sim ... | head`): not an error.
+                std::process::exit(0);
+            }
+            let what = format!("cannot write the table: {}", os_error::plain(io));
+            cli::fail(BIN, cli::RUNTIME_ERROR, &what);
+        }
         cli::fail(BIN, cli::RUNTIME_ERROR, &format!("{e:#}"));
     }
 }
@@ -218,12 +227,17 @@ fn simulate(args: &Args) -> Result<()> {
     let (mut graphs, mut servents, mut queries) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut rows = Vec::new();
     for topology in &args.topology {
+        if let Some(n) = topology.nodes() {
+            fits_in_memory(topology, n)?;
+        }
         let started = Instant::now();
         let graph = topology
             .build(&mut Rng::new(args.seed))
             .with_context(|| format!("cannot build {topology}"))?;
         graphs += started.elapsed();
-        if let Some(origin) = args.origin.filter(|&o| o as usize >= graph.len()) {
+        fits_in_memory(topology, graph.len())?;
+        let beyond = |o: u32| o as usize >= graph.len() && !graph.is_empty();
+        if let Some(origin) = args.origin.filter(|&o| beyond(o)) {
             // Wrong on the command line, though only the graph can tell. The runs of
             // the topologies before this one stay in the CSV.
             if let Some((path, out)) = csv.as_mut() {
@@ -310,3 +324,20 @@ fn simulate(args: &Args) -> Result<()> {
 fn cannot_write(path: &Path) -> impl Fn(io::Error) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("cannot write {}: {}", path.display(), os_error::plain(&e))
 }
+
+/// An error, before anything is built, if `n` servents would not fit in the memory
+/// the system has free: the machine would swap or the process be killed instead.
+fn fits_in_memory(topology: &Topology, n: usize) -> Result<()> {
+    let need = n as u64 * BYTES_PER_SERVENT;
+    match available_memory() {
+        Some(free) if need > free => anyhow::bail!(
+            "cannot simulate {topology}: {n} servents need about {:.1} GiB, and {:.1} GiB \
+             is free",
+            need as f64 / GIB,
+            free as f64 / GIB
+        ),
+        _ => Ok(()),
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;

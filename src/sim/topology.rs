@@ -31,6 +31,21 @@ pub const UNREACHABLE: u32 = u32::MAX;
 /// machine.
 pub const MAX_NODES: usize = (1 << 24) - 1;
 
+/// The most links a generated graph may have (about): 50 million, some 2 GB to
+/// build; a million servents of degree 4 have 2 million.
+pub const MAX_EDGES: f64 = 5e7;
+
+/// An error unless about `edges` links is at most [`MAX_EDGES`]: checked before a
+/// generator allocates, so a spec with an extra zero is an error, not an abort.
+pub(super) fn check_edges(edges: f64) -> Result<(), TopologyError> {
+    if edges > MAX_EDGES {
+        return Err(TopologyError(format!(
+            "about {edges:.0} links: at most {MAX_EDGES:.0}"
+        )));
+    }
+    Ok(())
+}
+
 /// An error unless `n` nodes is at most [`MAX_NODES`].
 pub(super) fn check_nodes(n: usize) -> Result<(), TopologyError> {
     if n > MAX_NODES {

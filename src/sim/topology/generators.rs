@@ -5,7 +5,7 @@
 //! edges, so a million nodes take a second or so; each checks its parameters with a
 //! `check_*` function that [`super::Topology`]'s parser shares.
 
-use super::{check_nodes, Graph, Node, TopologyError};
+use super::{check_edges, check_nodes, Graph, Node, TopologyError};
 use crate::sim::rng::Rng;
 
 fn err(text: String) -> Result<(), TopologyError> {
@@ -22,33 +22,40 @@ pub(super) fn check_grid(w: usize, h: usize, torus: bool) -> Result<(), Topology
 }
 
 pub(super) fn check_regular(n: usize, degree: usize) -> Result<(), TopologyError> {
+    check_nodes(n)?;
+    check_edges(n as f64 * degree as f64 / 2.0)?;
     if degree == 0 || n <= degree || !(n * degree).is_multiple_of(2) {
         return err(format!("no {degree}-regular simple graph on {n} nodes"));
     }
-    check_nodes(n)
+    Ok(())
 }
 
 pub(super) fn check_erdos_renyi(n: usize, mean_degree: f64) -> Result<(), TopologyError> {
+    check_nodes(n)?;
     let most = n.saturating_sub(1) as f64;
     if !(mean_degree >= 0.0 && mean_degree <= most) {
         return err(format!(
             "a mean degree of {mean_degree} on {n} nodes: expected 0 to {most}"
         ));
     }
-    check_nodes(n)
+    check_edges(n as f64 * mean_degree / 2.0)
 }
 
 pub(super) fn check_barabasi_albert(n: usize, m: usize) -> Result<(), TopologyError> {
+    check_nodes(n)?;
+    check_edges(n as f64 * m as f64)?;
     if m == 0 || n <= m {
         return err(format!(
             "Barabási–Albert with {m} edges per node on {n} nodes: expected 1 to {} edges per node",
             n.saturating_sub(1)
         ));
     }
-    check_nodes(n)
+    Ok(())
 }
 
 pub(super) fn check_watts_strogatz(n: usize, k: usize, beta: f64) -> Result<(), TopologyError> {
+    check_nodes(n)?;
+    check_edges(n as f64 * k as f64 / 2.0)?;
     if k < 2 || !k.is_multiple_of(2) || k >= n {
         return err(format!(
             "Watts–Strogatz with {k} neighbours on {n} nodes: expected an even number from 2 to {}",
@@ -58,7 +65,7 @@ pub(super) fn check_watts_strogatz(n: usize, k: usize, beta: f64) -> Result<(), 
     if !(0.0..=1.0).contains(&beta) {
         return err(format!("a rewiring probability of {beta}: expected 0 to 1"));
     }
-    check_nodes(n)
+    Ok(())
 }
 
 impl Graph {

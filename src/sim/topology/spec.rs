@@ -78,6 +78,20 @@ impl Topology {
         }
     }
 
+    /// How many nodes the graph will have, where the spec says (not for a file).
+    pub fn nodes(&self) -> Option<usize> {
+        match *self {
+            Topology::Line(n)
+            | Topology::Ring(n)
+            | Topology::Regular { n, .. }
+            | Topology::ErdosRenyi { n, .. }
+            | Topology::BarabasiAlbert { n, .. }
+            | Topology::WattsStrogatz { n, .. } => Some(n),
+            Topology::Grid { w, h } | Topology::Torus { w, h } => Some(w.saturating_mul(h)),
+            Topology::File(_) => None,
+        }
+    }
+
     /// The parameters' check each generator makes, without building anything: what a
     /// command line can refuse before it starts.
     fn check(&self) -> Result<(), TopologyError> {
@@ -281,6 +295,22 @@ mod tests {
             assert!(error(&spec).contains("at most 16777215"), "{spec}");
         }
         assert!(format!("line:{MAX_NODES}").parse::<Topology>().is_ok());
+        // Links too: an extra zero on a dense spec is refused, not an abort.
+        for spec in [
+            "er:16000000:1000",
+            "ba:16000000:1000",
+            "regular:16000000:1000",
+        ] {
+            assert!(error(spec).contains("links: at most 50000000"), "{spec}");
+        }
+        assert!("ws:16000000:1000:0.1"
+            .parse::<Topology>()
+            .unwrap_err()
+            .to_string()
+            .contains("about 8000000000 links"));
+        assert!("regular:1000000:4".parse::<Topology>().is_ok());
+        assert_eq!("grid:3x4".parse::<Topology>().unwrap().nodes(), Some(12));
+        assert_eq!("file:x".parse::<Topology>().unwrap().nodes(), None);
         let file = Graph::from_edge_list("0 4294967294\n")
             .unwrap_err()
             .to_string();
