@@ -37,7 +37,8 @@ flood runs until no frame is in flight; then the next query. Servent i is 10.x.y
 (x.y.z = i + 1); every frame takes its link's latency (constant, uniform in a range, or
 exponential), links deliver in order, and an answer takes one more latency to the client.
 
-Table columns (one row per topology, TTL and rule; rule `seed+full` is --full-reach):
+Table columns (one row per topology, TTL and rule; `+full` in the rule, as in seed+full
+or 2019+full, is --full-reach):
 reach (mean, then p50 p90 p99 max): servents that handled the query, the asked one
 included; answers: mean answers per query; answered: queries with at least one answer;
 frames (mean, p99): flood frames sent between servents; dups: copies dropped as
@@ -213,16 +214,13 @@ fn simulate(args: &Args) -> Result<()> {
     }
     let mut stdout = io::stdout().lock();
     // Printed with the first row: a topology that cannot be built leaves only its error.
+    let asked = match kind {
+        QueryKind::Key => format!("KEYREQ, the key on {} of servents", args.key_fraction),
+        QueryKind::Topology => "TOPOREQ".to_string(),
+    };
     let mut header = Some(format!(
-        "{} queries a run ({}), latency {}, key on {} of servents, seed {}",
-        args.queries,
-        match kind {
-            QueryKind::Key => "KEYREQ",
-            QueryKind::Topology => "TOPOREQ",
-        },
-        args.latency,
-        args.key_fraction,
-        args.seed
+        "{} queries a run ({asked}), latency {}, seed {}",
+        args.queries, args.latency, args.seed
     ));
     let (mut graphs, mut servents, mut queries) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut rows = Vec::new();

@@ -67,7 +67,7 @@ pub fn table_row(row: &Row) -> String {
     };
     format!(
         "{:<22} {:>9} {:>3} {:<9} {:>8} | {:>8.2} {:>6} {:>6} {:>6} {:>6} | {:>7.2} {:>7.1}% | \
-         {:>9.1} {:>7} | {:>8.2} {:>8.2} {:>9.2} | {:>9.3} {:>7.3}",
+         {:>9.1} {:>7} | {:>8.2} {:>8.2} {:>9.2} | {:>9} {:>7}",
         row.topology,
         row.servents,
         row.ttl,
@@ -85,9 +85,18 @@ pub fn table_row(row: &Row) -> String {
         s.duplicates.mean,
         s.reforwarded.mean,
         s.ttl_spent.mean,
-        s.last_answer_ms.mean,
-        s.last_answer_ms.p99,
+        last_ms(s.last_answer_ms.count, s.last_answer_ms.mean),
+        last_ms(s.last_answer_ms.count, s.last_answer_ms.p99),
     )
+}
+
+/// An answer time for the table, `-` when no query was answered.
+fn last_ms(answered: usize, ms: f64) -> String {
+    if answered == 0 {
+        "-".to_string()
+    } else {
+        format!("{ms:.3}")
+    }
 }
 
 /// A CSV number: at most six decimals (a nanosecond, in milliseconds), without the
@@ -290,6 +299,13 @@ mod tests {
         let r = row(3, true);
         assert_eq!(table_row(&r).len(), table_header().len());
         assert!(table_row(&r).contains("seed+full"));
+        assert!(table_row(&r).ends_with("1.500   1.500"), "{}", table_row(&r));
+        // No query answered: no answer time, rather than a 0 that reads as instant.
+        let mut unanswered = row(3, false);
+        unanswered.result.summary.last_answer_ms = Aggregate::default();
+        let line = table_row(&unanswered);
+        assert!(line.ends_with("|         -       -"), "{line}");
+        assert_eq!(line.len(), table_header().len());
     }
 
     #[test]
