@@ -299,7 +299,11 @@ mod tests {
         let r = row(3, true);
         assert_eq!(table_row(&r).len(), table_header().len());
         assert!(table_row(&r).contains("seed+full"));
-        assert!(table_row(&r).ends_with("1.500   1.500"), "{}", table_row(&r));
+        assert!(
+            table_row(&r).ends_with("1.500   1.500"),
+            "{}",
+            table_row(&r)
+        );
         // No query answered: no answer time, rather than a 0 that reads as instant.
         let mut unanswered = row(3, false);
         unanswered.result.summary.last_answer_ms = Aggregate::default();
