@@ -253,3 +253,17 @@ fn an_empty_graph_is_a_runtime_error_even_with_an_origin() {
         format!("tp3-sim: error: cannot simulate {spec}: a network needs at least one servent\n")
     );
 }
+
+#[test]
+fn a_note_says_when_topology_paths_outgrew_an_info() {
+    let args = ["--topology", "line:60", "--kind", "topo", "--origin", "0"];
+    let out = sim(&[&args[..], &["--queries", "1", "--ttl", "3,40"]].concat());
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("note: in 1 run(s), topology paths grew past the 400 bytes"),
+        "{stdout}"
+    );
+    let out = sim(&[&args[..], &["--queries", "1", "--ttl", "3"]].concat());
+    assert!(!text(&out.stdout).contains("note:"));
+}

@@ -291,3 +291,21 @@ fn links_slower_than_the_daemon_s_seen_minute_still_make_duplicates() {
         assert_eq!((o.reached, o.answers, o.duplicates), (3, 3, 2), "{o:?}");
     }
 }
+
+#[test]
+fn a_topology_path_past_400_bytes_is_dropped_and_counted() {
+    // Each entry is "10.0.0.N:5000" and a space: the 28th servent's would pass 400.
+    let line = Graph::line(100).unwrap();
+    let s = Settings {
+        ttl: 40,
+        ..Settings::default()
+    };
+    let mut net = Network::new(&line, &[], &s, 1).unwrap();
+    let o = net.query(0, QueryKind::Topology);
+    assert_eq!(
+        (o.reached, o.answers, o.info_too_long),
+        (28, 27, 1),
+        "{o:?}"
+    );
+    assert_eq!(o.ttl_spent, 0);
+}

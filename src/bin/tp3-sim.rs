@@ -47,9 +47,10 @@ ttl-spent: copies handled but not passed on; last-ms (mean, p99): time from
 the request to the last answer, over the answered queries.
 
 CSV (--csv FILE) columns: topology,servents,ttl,rule,full_reach,query,origin,reached,
-answers,frames,duplicates,reforwarded,ttl_spent,last_answer_ms: a row per query (query =
-its sequence number), then for each run the rows mean, p50, p90, p99 and max in the query
-column.
+answers,frames,duplicates,reforwarded,ttl_spent,info_too_long,last_answer_ms: a row per
+query (query = its sequence number), then for each run the rows mean, p50, p90, p99 and
+max in the query column. info_too_long: topology copies dropped because their path would
+pass the 400 bytes an info holds (TTLs of about 24 and more); a note says when any were.
 
 Examples:
   tp3-sim --topology regular:1000000:4 --queries 1000 --ttl 3
@@ -304,6 +305,17 @@ fn simulate(args: &Args) -> Result<()> {
     }
     if let Some(path) = &args.svg {
         plot::write_svg(path, &report::charts(&rows))?;
+    }
+    let cut_short = rows
+        .iter()
+        .filter(|r| r.result.summary.info_too_long.max > 0.0)
+        .count();
+    if cut_short > 0 {
+        writeln!(
+            stdout,
+            "note: in {cut_short} run(s), topology paths grew past the 400 bytes an info may \
+             hold and servents dropped those copies unanswered (info_too_long in the CSV)"
+        )?;
     }
     let rss = peak_rss()
         .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))

@@ -179,6 +179,9 @@ pub struct Counters {
     /// Floods from a neighbour with a TTL above the protocol's 3: a broken or hostile
     /// peer (one public implementation wraps a TTL of 0 to 65535). Treated as spent.
     pub ttl_above_max: u64,
+    /// Topology queries dropped because this servent's address would take their path
+    /// past the 400 bytes an info may hold (only TTLs far above the protocol's can).
+    pub info_too_long: u64,
 }
 
 #[derive(Debug)]
@@ -732,6 +735,7 @@ impl Servent {
                     ),
                 );
                 let id = QueryId::new(flood.client, flood.seq);
+                self.counters.info_too_long += 1;
                 self.verdict(Verdict::Dropped(id, DropReason::InfoTooLong));
                 return;
             }

@@ -375,6 +375,7 @@ impl<'g> Network<'g> {
         outcome.duplicates += after.duplicates - before.duplicates;
         outcome.ttl_spent += after.ttl_spent - before.ttl_spent;
         outcome.reforwarded += after.reforwarded - before.reforwarded;
+        outcome.info_too_long += after.info_too_long - before.info_too_long;
         while let Some(action) = self.servents[i].poll_action() {
             match action {
                 Action::Flood { except, frame } => self.flood(node, except, &frame, time, outcome),

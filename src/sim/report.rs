@@ -115,7 +115,8 @@ fn decimal(x: f64) -> String {
 /// queries; `origin` is empty on those. `last_answer_ms` is empty for a query with no
 /// answer, and aggregates only the queries with one.
 pub const CSV_HEADER: &str = "topology,servents,ttl,rule,full_reach,query,origin,reached,\
-                              answers,frames,duplicates,reforwarded,ttl_spent,last_answer_ms";
+                              answers,frames,duplicates,reforwarded,ttl_spent,info_too_long,\
+                              last_answer_ms";
 
 /// A run's rows: one per query, then one per aggregate.
 pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
@@ -134,7 +135,7 @@ pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
             .unwrap_or_default();
         writeln!(
             out,
-            "{lead},{},{},{},{},{},{},{},{},{last}",
+            "{lead},{},{},{},{},{},{},{},{},{},{last}",
             q.seq,
             q.origin,
             q.reached,
@@ -142,17 +143,19 @@ pub fn write_csv(out: &mut impl Write, row: &Row) -> io::Result<()> {
             q.frames,
             q.duplicates,
             q.reforwarded,
-            q.ttl_spent
+            q.ttl_spent,
+            q.info_too_long
         )?;
     }
     let s = &row.result.summary;
-    let measures: [&Aggregate; 7] = [
+    let measures: [&Aggregate; 8] = [
         &s.reached,
         &s.answers,
         &s.frames,
         &s.duplicates,
         &s.reforwarded,
         &s.ttl_spent,
+        &s.info_too_long,
         &s.last_answer_ms,
     ];
     for (i, name) in AGGREGATES.iter().enumerate() {
@@ -283,10 +286,10 @@ mod tests {
             lines.iter().all(|l| l.split(',').count() == columns),
             "{text}"
         );
-        assert_eq!(lines[0], "line:6,6,3,seed,false,1,4,5,1,6,0,2,0,1.5");
-        assert_eq!(lines[1], "line:6,6,3,seed,false,2,0,3,0,2,0,0,0,");
-        assert_eq!(lines[2], "line:6,6,3,seed,false,mean,,4,0.5,4,0,1,0,1.5");
-        assert!(lines[6].starts_with("line:6,6,3,seed,false,max,,5,1,6,0,2,"));
+        assert_eq!(lines[0], "line:6,6,3,seed,false,1,4,5,1,6,0,2,0,0,1.5");
+        assert_eq!(lines[1], "line:6,6,3,seed,false,2,0,3,0,2,0,0,0,0,");
+        assert_eq!(lines[2], "line:6,6,3,seed,false,mean,,4,0.5,4,0,1,0,0,1.5");
+        assert!(lines[6].starts_with("line:6,6,3,seed,false,max,,5,1,6,0,2,0,0,"));
         assert_eq!(csv_field("file:a,b"), "\"file:a,b\"");
         assert_eq!(decimal(1.3750209999999998), "1.375021");
         assert_eq!(decimal(160.0), "160");

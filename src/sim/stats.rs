@@ -20,6 +20,10 @@ pub struct QueryOutcome {
     /// came with more TTL. Each frame sent is a servent's first copy, a duplicate or
     /// one of these: `frames = reached - 1 + duplicates + reforwarded`.
     pub reforwarded: u64,
+    /// Topology copies dropped because the path would pass the 400 bytes an info may
+    /// hold (TTLs of about 24 hops and more). Such a copy is neither answered nor
+    /// counted in the identity above.
+    pub info_too_long: u64,
     /// Nanoseconds from the request to the last answer's arrival, if any came.
     pub last_answer: Option<u64>,
     /// Answers sent elsewhere than the client, and links a servent closed: both
@@ -79,6 +83,7 @@ pub struct Summary {
     pub duplicates: Aggregate,
     pub ttl_spent: Aggregate,
     pub reforwarded: Aggregate,
+    pub info_too_long: Aggregate,
     /// In milliseconds, over the queries that had an answer (`count` of them).
     pub last_answer_ms: Aggregate,
 }
@@ -95,6 +100,7 @@ impl Summary {
             duplicates: measure(|o| o.duplicates),
             ttl_spent: measure(|o| o.ttl_spent),
             reforwarded: measure(|o| o.reforwarded),
+            info_too_long: measure(|o| o.info_too_long),
             last_answer_ms: Aggregate::of(
                 outcomes
                     .iter()
