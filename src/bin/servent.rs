@@ -281,16 +281,14 @@ fn bind_message(e: &BindError) -> String {
 }
 
 fn run(args: Args, port: u16, neighbours: Vec<SocketAddrV4>, sink: &Sink) -> Result<String> {
-    // `full_reach` set apart: a literal naming every field could not keep
-    // `..Config::default()`, the defaults of settings the command line leaves alone.
-    let mut config = Config {
+    let config = Config {
         seen_lifetime: args.seen_lifetime.0,
         seen_capacity: args.seen_capacity,
         advertise: args.advertise,
         ttl_rule: args.ttl_rule.into(),
+        full_reach: args.full_reach,
         ..Config::default()
     };
-    config.full_reach = args.full_reach;
     let mut options = Options {
         max_connections: args.max_connections,
         id_timeout: args.id_timeout.0,

@@ -603,6 +603,9 @@ impl Servent {
     /// again with `out` (full reach). Out of line: the common paths stay short.
     #[cold]
     fn again(&self, from: Option<LinkId>, id: QueryId, ttl: u16, was: u8, out: u16) -> Admit {
+        if !log::log_enabled!(Level::Debug) {
+            return Admit::Again(out);
+        }
         let before = match was {
             CLIENT_STRENGTH => "the client's request".to_string(),
             was => format!("TTL {was}"),
