@@ -24,6 +24,11 @@ pub fn parse<A: Parser>(bin: &str) -> A {
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             e.exit()
         }
+        // No subcommand given: clap's report is the whole help.
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let what = format!("expected a command; `{bin} --help` lists them");
+            fail(bin, USAGE_ERROR, &what)
+        }
         Err(e) => fail(bin, USAGE_ERROR, &one_line(&e.render().to_string())),
     }
 }

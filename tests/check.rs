@@ -153,7 +153,15 @@ fn usage_errors_exit_2_with_one_line() {
         let err = text(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("tp3-check: error: "), "{err}");
+        // A sentence, not the help squeezed onto one line.
+        assert!(err.len() < 200, "{args:?}: {err}");
     }
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "tp3-check: error: expected a command; `tp3-check --help` lists them\n"
+    );
 }
 
 #[test]
