@@ -165,6 +165,38 @@ fn usage_errors_exit_2_with_one_line() {
 }
 
 #[test]
+fn a_program_that_cannot_start_is_one_error_not_a_failure_per_case() {
+    let dir = scratch("unstartable");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let script = script.to_str().unwrap().to_string();
+    for (program, why) in [
+        (
+            "/nonexistent/servent",
+            "no such file or directory".to_string(),
+        ),
+        (
+            "no-such-servent-program",
+            "no such program on the PATH (a file here is ./no-such-servent-program)".into(),
+        ),
+        (
+            script.as_str(),
+            format!("it is not executable (chmod +x {script})"),
+        ),
+    ] {
+        let out = check(&["servent", "--", program, "{port}", "{kv}"]);
+        assert_eq!(out.status.code(), Some(1), "{program}");
+        assert_eq!(
+            text(&out.stderr),
+            format!("tp3-check: error: cannot start {program}: {why}\n")
+        );
+        assert!(text(&out.stdout).is_empty(), "no case ran: {program}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_command_that_does_not_listen_fails_every_case_with_exit_1() {
     // `true` exits at once: nothing listens.
     let out = check(&[

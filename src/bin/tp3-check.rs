@@ -113,6 +113,9 @@ fn main() {
             "the command has no {needed}: the checker could not reach it (see --help)"
         ));
     }
+    if let Err(why) = template.startable() {
+        cli::fail("tp3-check", cli::RUNTIME_ERROR, &why);
+    }
     let ctx = Ctx {
         template,
         timing: Timing {

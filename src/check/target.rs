@@ -32,6 +32,37 @@ impl Template {
         })
     }
 
+    /// Whether the program can be started at all, and if not why, in one line: else
+    /// every case would fail alike, each saying it could not start it.
+    pub fn startable(&self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = |m: &std::fs::Metadata| m.is_file() && m.permissions().mode() & 0o111 != 0;
+        let program = &self.program;
+        if program.contains('/') {
+            return match std::path::Path::new(program).metadata() {
+                Err(e) => Err(format!(
+                    "cannot start {program}: {}",
+                    crate::os_error::plain(&e)
+                )),
+                Ok(m) if m.is_dir() => Err(format!("cannot start {program}: it is a directory")),
+                Ok(m) if !executable(&m) => Err(format!(
+                    "cannot start {program}: it is not executable (chmod +x {program})"
+                )),
+                Ok(_) => Ok(()),
+            };
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&path)
+            .any(|dir| dir.join(program).metadata().is_ok_and(|m| executable(&m)));
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot start {program}: no such program on the PATH (a file here is ./{program})"
+            ))
+        }
+    }
+
     /// Whether any argument holds `placeholder` (e.g. `{kv}`).
     pub fn has(&self, placeholder: &str) -> bool {
         self.args.iter().any(|a| a.contains(placeholder))
